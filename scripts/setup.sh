@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything sluice needs on Debian bookworm: build toolchain, C++ libraries,
+# OpenCL (PoCL), and a Python venv for reference-model tests. Idempotent; quiet when
+# everything is already present.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SLUICE_VENV:-$ROOT/.venv}"
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git curl ca-certificates
+  protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
+  libabsl-dev libspdlog-dev libfmt-dev libonnx-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libdnnl-dev libeigen3-dev
+  ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
+  libcpp-httplib-dev
+  python3 python3-venv python3-numpy python3-torch
+)
+PIP_PACKAGES=(onnxruntime==1.20.1 onnx==1.16.2)
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's python3 (not a pyenv shim) so that python3-torch and python3-numpy are visible.
+if [[ ! -x "$VENV/bin/python" ]]; then
+  echo "setup: creating Python venv at $VENV"
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+fi
+if ! "$VENV/bin/python" - "${PIP_PACKAGES[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, want = spec.split("==")
+    if version(name) != want:
+        sys.exit(1)
+PY
+then
+  echo "setup: installing Python packages: ${PIP_PACKAGES[*]}"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+fi
