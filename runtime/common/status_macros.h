@@ -9,9 +9,9 @@
 #define SLUICE_STATUS_CONCAT(a, b) SLUICE_STATUS_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is not OK.
-#define RETURN_IF_ERROR(expr)                      \
-  do {                                             \
-    const absl::Status sluice_status_ = (expr);    \
+#define RETURN_IF_ERROR(expr)                        \
+  do {                                               \
+    const absl::Status sluice_status_ = (expr);      \
     if (!sluice_status_.ok()) return sluice_status_; \
   } while (0)
 

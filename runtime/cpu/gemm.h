@@ -8,10 +8,32 @@
 #ifndef SLUICE_RUNTIME_CPU_GEMM_H_
 #define SLUICE_RUNTIME_CPU_GEMM_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace sluice::cpu {
+
+// Allocator for cache-line-aligned storage, so that a packed panel row never straddles two
+// cache lines (and stays aligned when PackedWeights is copied).
+template <typename T>
+struct CacheAlignedAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+
+  CacheAlignedAllocator() = default;
+  template <typename U>
+  CacheAlignedAllocator(const CacheAlignedAllocator<U>&) {}  // NOLINT(runtime/explicit)
+
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, std::size_t n) { ::operator delete(p, n * sizeof(T), kAlignment); }
+
+  template <typename U>
+  bool operator==(const CacheAlignedAllocator<U>&) const {
+    return true;
+  }
+};
 
 // What the product does to each output element before storing it.
 enum class Epilogue { kNone, kRelu };
@@ -30,17 +52,20 @@ class PackedWeights {
   int64_t bytes() const { return static_cast<int64_t>(panels_.size()) * sizeof(float); }
 
   // Layout (implementation detail, exposed for the kernels): N is split into blocks of
-  // kBlockN columns (the last one zero-padded); block j holds [K][kBlockN] contiguous floats.
+  // kBlockN columns (the last one zero-padded); block j holds [K][kBlockN] contiguous floats,
+  // 64-byte aligned. The bias is zero-padded to num_blocks() * kBlockN floats.
   static constexpr int kBlockN = 64;
-  const float* block(int j) const { return panels_.data() + static_cast<int64_t>(j) * k_ * kBlockN; }
+  const float* block(int j) const {
+    return panels_.data() + static_cast<int64_t>(j) * k_ * kBlockN;
+  }
   const float* padded_bias() const { return bias_.data(); }
   int num_blocks() const { return (n_ + kBlockN - 1) / kBlockN; }
 
  private:
   int k_ = 0;
   int n_ = 0;
-  std::vector<float> panels_;  // [num_blocks][K][kBlockN]
-  std::vector<float> bias_;    // [num_blocks * kBlockN]
+  std::vector<float, CacheAlignedAllocator<float>> panels_;  // [num_blocks][K][kBlockN]
+  std::vector<float, CacheAlignedAllocator<float>> bias_;    // [num_blocks * kBlockN]
 };
 
 // out[i * ldc + n] = epilogue(bias[n] + sum_k rows[i][k] * w[k][n]) for i < m, n < w.n().
@@ -48,7 +73,8 @@ class PackedWeights {
 void Gemm(const PackedWeights& w, int m, const float* const* rows, float* out, int ldc,
           Epilogue epilogue);
 
-// Name of the microkernel Gemm dispatches to on this CPU ("avx512" or "generic").
+// Name of the microkernel Gemm dispatches to on this CPU: "avx512", "avx2" (AVX2 + FMA, for
+// CPUs or hypervisors that do not expose AVX-512) or "generic".
 const char* GemmKernelName();
 
 }  // namespace sluice::cpu

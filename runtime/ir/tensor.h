@@ -19,7 +19,7 @@ inline constexpr int64_t kSymbolicTime = -(int64_t{1} << 62);
 struct Tensor {
   DataType dtype = DataType::kFloat32;
   std::vector<int64_t> shape;
-  std::vector<float> f32;  // Used when dtype == kFloat32.
+  std::vector<float> f32;    // Used when dtype == kFloat32.
   std::vector<int64_t> i64;  // Used when dtype == kInt64.
 
   static Tensor Float(std::vector<int64_t> shape, std::vector<float> values);

@@ -150,13 +150,20 @@ Result Binary(const ir::Node& node, const Inputs& in, ir::BinaryKind kind) {
     }
     if (integer) {
       switch (kind) {
-        case ir::BinaryKind::kAdd: return a[0] + a[1];
-        case ir::BinaryKind::kSub: return a[0] - a[1];
-        case ir::BinaryKind::kMul: return a[0] * a[1];
-        case ir::BinaryKind::kPow: return std::pow(a[0], a[1]);
-        case ir::BinaryKind::kMin: return std::min(a[0], a[1]);
-        case ir::BinaryKind::kMax: return std::max(a[0], a[1]);
-        case ir::BinaryKind::kDiv: break;
+        case ir::BinaryKind::kAdd:
+          return a[0] + a[1];
+        case ir::BinaryKind::kSub:
+          return a[0] - a[1];
+        case ir::BinaryKind::kMul:
+          return a[0] * a[1];
+        case ir::BinaryKind::kPow:
+          return std::pow(a[0], a[1]);
+        case ir::BinaryKind::kMin:
+          return std::min(a[0], a[1]);
+        case ir::BinaryKind::kMax:
+          return std::max(a[0], a[1]);
+        case ir::BinaryKind::kDiv:
+          break;
       }
     }
     return ir::ApplyBinary(kind, static_cast<float>(a[0]), static_cast<float>(a[1]));
@@ -190,8 +197,8 @@ Result Reduce(const ir::Node& node, const Inputs& in) {
   }
   const int64_t out_count = ir::NumElements(kept_shape);
   const std::string& op = node.op_type;
-  std::vector<double> acc(out_count, op == "ReduceMax"   ? -INFINITY
-                                     : op == "ReduceMin" ? INFINITY
+  std::vector<double> acc(out_count, op == "ReduceMax"    ? -INFINITY
+                                     : op == "ReduceMin"  ? INFINITY
                                      : op == "ReduceProd" ? 1.0
                                                           : 0.0);
   const std::vector<int64_t> kept_strides = ir::Strides(kept_shape);
@@ -205,12 +212,18 @@ Result Reduce(const ir::Node& node, const Inputs& in) {
       if (!reduced[d]) o += coord[d] * kept_strides[d];
     }
     const double v = x.AsDouble(i);
-    if (op == "ReduceSum" || op == "ReduceMean") acc[o] += v;
-    else if (op == "ReduceSumSquare" || op == "ReduceL2") acc[o] += v * v;
-    else if (op == "ReduceL1") acc[o] += std::fabs(v);
-    else if (op == "ReduceMax") acc[o] = std::max(acc[o], v);
-    else if (op == "ReduceMin") acc[o] = std::min(acc[o], v);
-    else if (op == "ReduceProd") acc[o] *= v;
+    if (op == "ReduceSum" || op == "ReduceMean")
+      acc[o] += v;
+    else if (op == "ReduceSumSquare" || op == "ReduceL2")
+      acc[o] += v * v;
+    else if (op == "ReduceL1")
+      acc[o] += std::fabs(v);
+    else if (op == "ReduceMax")
+      acc[o] = std::max(acc[o], v);
+    else if (op == "ReduceMin")
+      acc[o] = std::min(acc[o], v);
+    else if (op == "ReduceProd")
+      acc[o] *= v;
   }
   const double count = static_cast<double>(x.NumElements()) / std::max<int64_t>(out_count, 1);
   Tensor out = EmptyLike(x.dtype, out_shape);
@@ -534,8 +547,8 @@ Result Compare(const ir::Node& node, const Inputs& in) {
   const std::string& op = node.op_type;
   if (op == "Not") {
     RETURN_IF_ERROR(NeedsInputs(node, in, 1));
-    return Elementwise(node, {in[0]}, [](const std::vector<double>& a) { return a[0] == 0; },
-                       true);
+    return Elementwise(
+        node, {in[0]}, [](const std::vector<double>& a) { return a[0] == 0; }, true);
   }
   RETURN_IF_ERROR(NeedsInputs(node, in, 2));
   return Elementwise(
@@ -554,12 +567,41 @@ Result Compare(const ir::Node& node, const Inputs& in) {
 }
 
 const std::set<std::string>& StructuralOps() {
-  static const auto* ops = new std::set<std::string>{
-      "Constant", "Identity", "Dropout", "Cast", "Shape", "Size", "Gather", "Unsqueeze",
-      "Squeeze", "Concat", "Reshape", "Flatten", "Slice", "Split", "Range", "Expand",
-      "ConstantOfShape", "Transpose", "ReduceSum", "ReduceMean", "ReduceL2", "ReduceL1",
-      "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "Where", "Equal", "Less",
-      "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or"};
+  static const auto* ops = new std::set<std::string>{"Constant",
+                                                     "Identity",
+                                                     "Dropout",
+                                                     "Cast",
+                                                     "Shape",
+                                                     "Size",
+                                                     "Gather",
+                                                     "Unsqueeze",
+                                                     "Squeeze",
+                                                     "Concat",
+                                                     "Reshape",
+                                                     "Flatten",
+                                                     "Slice",
+                                                     "Split",
+                                                     "Range",
+                                                     "Expand",
+                                                     "ConstantOfShape",
+                                                     "Transpose",
+                                                     "ReduceSum",
+                                                     "ReduceMean",
+                                                     "ReduceL2",
+                                                     "ReduceL1",
+                                                     "ReduceMax",
+                                                     "ReduceMin",
+                                                     "ReduceProd",
+                                                     "ReduceSumSquare",
+                                                     "Where",
+                                                     "Equal",
+                                                     "Less",
+                                                     "LessOrEqual",
+                                                     "Greater",
+                                                     "GreaterOrEqual",
+                                                     "Not",
+                                                     "And",
+                                                     "Or"};
   return *ops;
 }
 
@@ -592,8 +634,7 @@ absl::StatusOr<std::vector<Tensor>> EvaluateConstant(const ir::Node& node, const
   }
   if (op == "Shape") {
     RETURN_IF_ERROR(NeedsInputs(node, in, 1));
-    return std::vector<Tensor>{
-        Tensor::Int64({static_cast<int64_t>(in[0]->rank())}, in[0]->shape)};
+    return std::vector<Tensor>{Tensor::Int64({static_cast<int64_t>(in[0]->rank())}, in[0]->shape)};
   }
   if (op == "Size") {
     RETURN_IF_ERROR(NeedsInputs(node, in, 1));

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "onnx/onnx-ml.pb.h"
+#include "onnx/onnx_pb.h"
 #include "runtime/common/status_macros.h"
 
 namespace sluice::onnx_import {
@@ -40,8 +40,8 @@ absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
   auto check_raw = [&](size_t elem_size) -> absl::Status {
     if (proto.raw_data().size() != count * elem_size) {
       return absl::InvalidArgumentError(absl::StrCat("tensor ", name, " holds ",
-                                                     proto.raw_data().size(), " bytes, shape needs ",
-                                                     count * elem_size));
+                                                     proto.raw_data().size(),
+                                                     " bytes, shape needs ", count * elem_size));
     }
     return absl::OkStatus();
   };
@@ -108,8 +108,8 @@ absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
             std::memcpy(&v, p + 2 * i, 2);
             t.i64[i] = v;
           } else {
-            t.i64[i] = type == TensorProto::INT8 ? static_cast<int8_t>(p[i])
-                                                 : static_cast<uint8_t>(p[i]);
+            t.i64[i] =
+                type == TensorProto::INT8 ? static_cast<int8_t>(p[i]) : static_cast<uint8_t>(p[i]);
           }
         }
       } else {
@@ -119,9 +119,9 @@ absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
       return t;
     }
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor ", name, " has element type ", ElemTypeName(proto.data_type()),
-          ", which is not supported (float, double and integer types are)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", name, " has element type ", ElemTypeName(proto.data_type()),
+                       ", which is not supported (float, double and integer types are)"));
   }
 }
 
@@ -159,8 +159,8 @@ absl::StatusOr<ir::Attribute> ConvertAttribute(const ::onnx::AttributeProto& pro
       break;
     }
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("attribute ", proto.name(), " has an unsupported kind (", proto.type(), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attribute ", proto.name(), " has an unsupported kind (", proto.type(), ")"));
   }
   return attr;
 }
@@ -202,7 +202,8 @@ absl::StatusOr<ir::Graph> ImportModel(const std::string& bytes, const std::strin
     if (opset.domain().empty() || opset.domain() == "ai.onnx") graph.opset = opset.version();
   }
   if (graph.opset == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(what, ": model imports no default-domain opset"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": model imports no default-domain opset"));
   }
   const auto& g = model.graph();
   for (const auto& init : g.initializer()) {
@@ -233,8 +234,8 @@ absl::StatusOr<ir::Graph> ImportModel(const std::string& bytes, const std::strin
     }
     for (const auto& input : proto.input()) {
       if (!input.empty() && defined.count(input) == 0) {
-        return absl::InvalidArgumentError(absl::StrCat(what, ": node ", node.name, " reads '", input,
-                                                       "' before anything defines it"));
+        return absl::InvalidArgumentError(absl::StrCat(what, ": node ", node.name, " reads '",
+                                                       input, "' before anything defines it"));
       }
       node.inputs.push_back(input);
     }

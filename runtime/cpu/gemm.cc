@@ -1,0 +1,286 @@
+#include "runtime/cpu/gemm.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "runtime/cpu/gemm_internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define SLUICE_GEMM_HAVE_X86 1
+// This file is compiled for baseline x86-64; the AVX2 kernel gets its instruction set per
+// function and only runs after the CPUID check.
+#define SLUICE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace sluice::cpu {
+
+PackedWeights::PackedWeights(int k, int n, const float* w_kn, const float* bias) : k_(k), n_(n) {
+  assert(k >= 0 && n >= 0);
+  const int blocks = num_blocks();
+  panels_.assign(static_cast<size_t>(blocks) * k * kBlockN, 0.0f);
+  bias_.assign(static_cast<size_t>(blocks) * kBlockN, 0.0f);
+  for (int j = 0; j < blocks; ++j) {
+    const int n0 = j * kBlockN;
+    const int cols = std::min(kBlockN, n - n0);
+    float* dst = panels_.data() + static_cast<int64_t>(j) * k * kBlockN;
+    for (int kk = 0; kk < k; ++kk) {
+      std::memcpy(dst + static_cast<int64_t>(kk) * kBlockN,
+                  w_kn + static_cast<int64_t>(kk) * n + n0, cols * sizeof(float));
+    }
+  }
+  if (bias != nullptr && n > 0) std::memcpy(bias_.data(), bias, n * sizeof(float));
+}
+
+namespace internal {
+
+GemmArgs MakeGemmArgs(const PackedWeights& w, int m, const float* const* rows, float* out, int ldc,
+                      Epilogue epilogue) {
+  assert(ldc >= w.n());
+  GemmArgs args;
+  args.panels = w.num_blocks() > 0 ? w.block(0) : nullptr;
+  args.bias = w.padded_bias();
+  args.k = w.k();
+  args.n = w.n();
+  args.m = m;
+  args.rows = rows;
+  args.out = out;
+  args.ldc = ldc;
+  args.relu = epilogue == Epilogue::kRelu;
+  return args;
+}
+
+// Reference-style kernel for CPUs without AVX2: one kBlockN-wide accumulator row at a time.
+void GemmGeneric(const GemmArgs& g) {
+  const int blocks = (g.n + kBlockN - 1) / kBlockN;
+  for (int j = 0; j < blocks; ++j) {
+    const float* panel = g.panels + static_cast<int64_t>(j) * g.k * kBlockN;
+    const int n0 = j * kBlockN;
+    const int cols = std::min(kBlockN, g.n - n0);
+    for (int i = 0; i < g.m; ++i) {
+      const float* a = g.rows[i];
+      float acc[kBlockN];
+      std::memcpy(acc, g.bias + n0, sizeof(acc));
+      for (int kk = 0; kk < g.k; ++kk) {
+        const float x = a[kk];
+        const float* wk = panel + static_cast<int64_t>(kk) * kBlockN;
+        // std::fma is exact-then-rounded on every platform, unlike a*b+c under contraction.
+        for (int c = 0; c < kBlockN; ++c) acc[c] = std::fma(x, wk[c], acc[c]);
+      }
+      float* dst = g.out + i * g.ldc + n0;
+      for (int c = 0; c < cols; ++c) {
+        // Same NaN / -0 behaviour as max_ps(x, 0): anything not > 0 becomes +0.
+        dst[c] = (g.relu && !(acc[c] > 0.0f)) ? 0.0f : acc[c];
+      }
+    }
+  }
+}
+
+#if SLUICE_GEMM_HAVE_X86
+
+namespace {
+
+// AVX2 tile: MR rows x NV vectors of 8 columns. 16 ymm registers hold MR * NV accumulators,
+// NV weight vectors and one broadcast; NV is widened for short tiles so there are always at
+// least 8 independent FMA chains (2 FMA pipes x 4-cycle latency).
+constexpr int kAvx2Lanes = 8;
+constexpr int kAvx2MaxRows = 6;
+// K is processed in chunks of kAvx2ChunkK: a tile's rows are copied to a small stack buffer
+// (rows kAvx2ChunkK floats apart, so rows that are 4 KB apart in memory stop evicting each
+// other from the same L1 set) and the weights of a chunk (kAvx2ChunkK x kBlockN) stay hot
+// while every row tile passes. Accumulators go through `out` between chunks, which keeps the
+// per-element k order.
+constexpr int kAvx2ChunkK = 256;
+
+constexpr int Avx2Vecs(int mr) { return mr == 1 ? 8 : (mr <= 3 ? 4 : 2); }
+
+SLUICE_TARGET_AVX2 inline __m256i Avx2FirstLanes(int count) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Accumulates `kc` steps of rows [0, MR) x columns [0, cols) of one column panel. Row r's
+// inputs are a[r * a_stride + kk]; `w` points at the panel's first column in the chunk's first
+// packed row (row stride kBlockN); `out` at the same column. Starts from `bias` if non-null,
+// else from the partial sums in `out`; applies ReLU if `relu` (last chunk only).
+template <int MR, int NV>
+SLUICE_TARGET_AVX2 void TileAvx2(const float* a, int64_t a_stride, int kc, const float* w,
+                                 const float* bias, float* out, int64_t ldc, int cols, bool relu) {
+  __m256 acc[MR][NV];
+  if (bias != nullptr) {
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const __m256 b = _mm256_load_ps(bias + v * kAvx2Lanes);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) acc[r][v] = b;
+    }
+  } else {
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        const int c = v * kAvx2Lanes;
+        const float* src = out + r * ldc + c;
+        acc[r][v] = c + kAvx2Lanes <= cols ? _mm256_loadu_ps(src)
+                                           : _mm256_maskload_ps(src, Avx2FirstLanes(cols - c));
+      }
+    }
+  }
+
+  for (int kk = 0; kk < kc; ++kk, w += kBlockN) {
+    __m256 wv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) wv[v] = _mm256_load_ps(w + v * kAvx2Lanes);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256 x = _mm256_broadcast_ss(a + r * a_stride + kk);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(x, wv[v], acc[r][v]);
+    }
+  }
+
+  const __m256 zero = _mm256_setzero_ps();
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    float* dst = out + r * ldc;
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) {
+      const int c = v * kAvx2Lanes;
+      const __m256 y = relu ? _mm256_max_ps(acc[r][v], zero) : acc[r][v];
+      if (c + kAvx2Lanes <= cols) {
+        _mm256_storeu_ps(dst + c, y);
+      } else if (c < cols) {
+        _mm256_maskstore_ps(dst + c, Avx2FirstLanes(cols - c), y);
+      }
+    }
+  }
+}
+
+// One row tile x one K chunk x every column panel of a block.
+template <int MR>
+SLUICE_TARGET_AVX2 void BlockAvx2(const float* a, int64_t a_stride, int kc, const float* w,
+                                  const float* bias, float* out, int64_t ldc, int block_cols,
+                                  bool relu) {
+  constexpr int kNV = Avx2Vecs(MR);
+  constexpr int kCols = kNV * kAvx2Lanes;
+  for (int c = 0; c < block_cols; c += kCols) {
+    TileAvx2<MR, kNV>(a, a_stride, kc, w + c, bias == nullptr ? nullptr : bias + c, out + c, ldc,
+                      block_cols - c, relu);
+  }
+}
+
+}  // namespace
+
+SLUICE_TARGET_AVX2 void GemmAvx2(const GemmArgs& g) {
+  if (g.m <= 0) return;
+  // Near-equal row tiles (m = 8 -> 4 + 4, not 6 + 2) keep every tile FMA-bound.
+  const int tiles = (g.m + kAvx2MaxRows - 1) / kAvx2MaxRows;
+  const int base_rows = g.m / tiles;
+  const int extra_rows = g.m % tiles;
+  const int blocks = (g.n + kBlockN - 1) / kBlockN;
+  alignas(64) float packed_rows[kAvx2MaxRows * kAvx2ChunkK];
+  // Blocks outermost: a block's panel stays in L2 while every row tile passes.
+  for (int j = 0; j < blocks; ++j) {
+    const float* block = g.panels + static_cast<int64_t>(j) * g.k * kBlockN;
+    const int n0 = j * kBlockN;
+    const int block_cols = std::min(kBlockN, g.n - n0);
+    // k == 0 still needs one (empty) chunk to write the bias.
+    for (int k0 = 0; k0 < g.k || k0 == 0; k0 += kAvx2ChunkK) {
+      const int kc = std::min(kAvx2ChunkK, g.k - k0);
+      const float* w = block + static_cast<int64_t>(k0) * kBlockN;
+      const float* bias = k0 == 0 ? g.bias + n0 : nullptr;
+      const bool relu = g.relu && k0 + kc >= g.k;
+      int i = 0;
+      for (int t = 0; t < tiles; ++t) {
+        const int mr = base_rows + (t < extra_rows ? 1 : 0);
+        float* out = g.out + i * g.ldc + n0;
+        const float* a = g.rows[i] + k0;
+        int64_t a_stride = 0;
+        if (mr > 1) {
+          for (int r = 0; r < mr; ++r) {
+            std::memcpy(packed_rows + r * kAvx2ChunkK, g.rows[i + r] + k0, kc * sizeof(float));
+          }
+          a = packed_rows;
+          a_stride = kAvx2ChunkK;
+        }
+        switch (mr) {
+          case 1:
+            BlockAvx2<1>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+          case 2:
+            BlockAvx2<2>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+          case 3:
+            BlockAvx2<3>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+          case 4:
+            BlockAvx2<4>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+          case 5:
+            BlockAvx2<5>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+          default:
+            BlockAvx2<6>(a, a_stride, kc, w, bias, out, g.ldc, block_cols, relu);
+            break;
+        }
+        i += mr;
+      }
+    }
+  }
+}
+
+bool CpuHasAvx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+bool CpuHasAvx512() {
+  __builtin_cpu_init();
+  // The AVX-512 file is compiled with F/BW/VL/DQ, so the compiler may use any of them.
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("fma");
+}
+
+#else  // !SLUICE_GEMM_HAVE_X86
+
+void GemmAvx2(const GemmArgs& g) { GemmGeneric(g); }
+bool CpuHasAvx2() { return false; }
+bool CpuHasAvx512() { return false; }
+
+#endif  // SLUICE_GEMM_HAVE_X86
+
+}  // namespace internal
+
+namespace {
+
+struct Kernel {
+  internal::GemmKernel fn;
+  const char* name;
+};
+
+Kernel ChooseKernel() {
+  if (internal::CpuHasAvx512()) return {internal::GemmAvx512, "avx512"};
+  if (internal::CpuHasAvx2()) return {internal::GemmAvx2, "avx2"};
+  return {internal::GemmGeneric, "generic"};
+}
+
+// Chosen once, on first use (thread-safe static initialization).
+const Kernel& ActiveKernel() {
+  static const Kernel kernel = ChooseKernel();
+  return kernel;
+}
+
+}  // namespace
+
+void Gemm(const PackedWeights& w, int m, const float* const* rows, float* out, int ldc,
+          Epilogue epilogue) {
+  if (m <= 0 || w.n() == 0) return;
+  ActiveKernel().fn(internal::MakeGemmArgs(w, m, rows, out, ldc, epilogue));
+}
+
+const char* GemmKernelName() { return ActiveKernel().name; }
+
+}  // namespace sluice::cpu
