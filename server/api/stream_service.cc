@@ -1,0 +1,250 @@
+#include "server/api/stream_service.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/admin/metrics.h"
+#include "server/api/frame_codec.h"
+#include "server/common/status_util.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::server {
+namespace {
+
+// One Stream call. Lives until OnDone. Before Open it drives the stream itself; after Open
+// every stream operation goes through its Session's pump.
+class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>,
+                            public StreamSink {
+ public:
+  explicit StreamReactor(const ServiceContext& context) : context_(context) {
+    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::shared_ptr<Session> session = CurrentSession();
+    if (!ok) {
+      if (session != nullptr) {
+        session->OnReadClosed();
+      } else {
+        FinishOnce(absl::CancelledError("the stream closed before Open"));
+      }
+      return;
+    }
+    if (session == nullptr) {
+      HandleOpen();
+      return;
+    }
+    switch (request_.kind_case()) {
+      case v1::StreamRequest::kFrames: {
+        std::vector<std::vector<float>> frames;
+        const absl::Status status =
+            DecodeFrames(request_.frames(), served_->program->input, &frames);
+        if (!status.ok()) {
+          CountError(status);
+          session->RespondError(status);
+          break;
+        }
+        if (served_->metrics != nullptr) {
+          served_->metrics->frames_in.fetch_add(static_cast<int64_t>(frames.size()));
+        }
+        std::vector<std::string> tags(request_.frames().tags().begin(),
+                                      request_.frames().tags().end());
+        session->EnqueueFrames(std::move(frames), std::move(tags));
+        break;
+      }
+      case v1::StreamRequest::kReset:
+        session->EnqueueReset();
+        break;
+      case v1::StreamRequest::kClose:
+        session->EnqueueClose(absl::OkStatus());
+        break;
+      case v1::StreamRequest::kOpen: {
+        const absl::Status status =
+            absl::FailedPreconditionError("Open sent twice: one session per stream");
+        CountError(status);
+        session->EnqueueClose(status, /*drop_pending=*/true);
+        break;
+      }
+      default: {
+        const absl::Status status = absl::InvalidArgumentError("empty StreamRequest");
+        CountError(status);
+        session->RespondError(status);
+        break;
+      }
+    }
+    session->OnReadDone();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (std::shared_ptr<Session> session = CurrentSession()) session->OnWriteDone(ok);
+  }
+
+  void OnCancel() override {
+    if (std::shared_ptr<Session> session = CurrentSession()) {
+      session->EnqueueClose(absl::CancelledError("the client cancelled"), /*drop_pending=*/true);
+    }
+  }
+
+  void OnDone() override {
+    if (std::shared_ptr<Session> session = CurrentSession()) {
+      session->OnStreamDone();
+      ReleasePlace(*session);
+    }
+    delete this;
+  }
+
+  // StreamSink: called only by the session's pump.
+  void StartRead() override {
+    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::StartRead(&request_);
+  }
+  void StartWrite(const v1::StreamResponse* response) override {
+    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::StartWrite(response);
+  }
+  void Finish(const absl::Status& status) override {
+    if (!status.ok()) CountError(status);
+    // Give the session's place back before the client can see the stream end.
+    if (std::shared_ptr<Session> session = CurrentSession()) ReleasePlace(*session);
+    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::Finish(ToGrpcStatus(status));
+  }
+
+ private:
+  std::shared_ptr<Session> CurrentSession() {
+    absl::MutexLock lock(&mu_);
+    return session_;
+  }
+
+  void ReleasePlace(const Session& session) {
+    if (released_.exchange(true)) return;
+    context_.registry->Remove(session.id());
+    context_.registry->Release(&served_->sessions_active);
+    if (served_->metrics != nullptr) served_->metrics->sessions_active.fetch_sub(1);
+  }
+
+  void CountError(const absl::Status& status) {
+    if (context_.metrics != nullptr) context_.metrics->CountError(status.code());
+  }
+
+  // Before a session exists the reactor finishes the stream itself, exactly once.
+  void FinishOnce(const absl::Status& status) { Finish(status); }
+
+  void HandleOpen() {
+    if (request_.kind_case() != v1::StreamRequest::kOpen) {
+      FinishOnce(absl::FailedPreconditionError("the first request of a stream must be Open"));
+      return;
+    }
+    const v1::Open& open = request_.open();
+    if (context_.draining != nullptr && context_.draining->load()) {
+      FinishOnce(absl::UnavailableError("the server is shutting down"));
+      return;
+    }
+    ServedModel* model = context_.repository->Find(open.model());
+    if (model == nullptr) {
+      FinishOnce(absl::NotFoundError(absl::StrCat("unknown model '", open.model(), "'")));
+      return;
+    }
+    if (!model->ready()) {
+      FinishOnce(absl::UnavailableError(
+          absl::StrCat("model ", open.model(), " is not ready: ", model->load_status.message())));
+      return;
+    }
+    absl::StatusOr<std::string> id = context_.registry->Admit(
+        model->name, model->config.max_sessions(), &model->sessions_active);
+    if (!id.ok()) {
+      FinishOnce(id.status());
+      return;
+    }
+    served_ = model;
+    const streaming::Program& program = *model->program;
+    SessionLimits limits;
+    limits.queue_frames = model->config.session_queue_frames();
+    limits.outbox_frames = std::max(256, 4 * limits.queue_frames);
+    auto session = std::make_shared<Session>(*id, model->name, open.session_tag(),
+                                             model->PickInstance(), this, limits);
+    v1::StreamResponse response;
+    v1::Opened* opened = response.mutable_opened();
+    opened->set_session_id(*id);
+    opened->set_model(model->name);
+    opened->set_session_tag(open.session_tag());
+    *opened->mutable_input() = ToTensorSpec(program.input);
+    for (const auto& output : program.outputs) *opened->add_outputs() = ToTensorSpec(output);
+    opened->set_warmup_frames(program.warmup_frames);
+    opened->set_state_bytes(program.state_bytes);
+    opened->set_backend(model->backend);
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = session;
+    }
+    context_.registry->Add(session, absl::Milliseconds(model->config.session_idle_timeout_ms()));
+    if (model->metrics != nullptr) {
+      model->metrics->sessions_total.fetch_add(1);
+      model->metrics->sessions_active.fetch_add(1);
+    }
+    spdlog::debug("session {} opened on model {} (tag '{}')", *id, model->name, open.session_tag());
+    session->Start(std::move(response));
+  }
+
+  const ServiceContext context_;
+  v1::StreamRequest request_;
+  ServedModel* served_ = nullptr;
+  std::atomic<bool> released_{false};
+  absl::Mutex mu_;
+  std::shared_ptr<Session> session_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+v1::ModelSummary Summarize(const ServedModel& model) {
+  v1::ModelSummary summary;
+  summary.set_name(model.name);
+  summary.set_ready(model.ready());
+  summary.set_state(model.ready() ? "ready"
+                                  : absl::StrCat("failed: ", model.load_status.message()));
+  return summary;
+}
+
+grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* StreamingService::Stream(
+    grpc::CallbackServerContext* /*context*/) {
+  return new StreamReactor(context_);
+}
+
+grpc::ServerUnaryReactor* StreamingService::ListModels(grpc::CallbackServerContext* context,
+                                                       const v1::ListModelsRequest* /*request*/,
+                                                       v1::ListModelsResponse* response) {
+  for (ServedModel* model : context_.repository->models()) {
+    *response->add_models() = Summarize(*model);
+  }
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* StreamingService::ModelInfo(grpc::CallbackServerContext* context,
+                                                      const v1::ModelInfoRequest* request,
+                                                      v1::ModelInfoResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  ServedModel* model = context_.repository->Find(request->name());
+  if (model == nullptr) {
+    reactor->Finish(
+        ToGrpcStatus(absl::NotFoundError(absl::StrCat("unknown model '", request->name(), "'"))));
+    return reactor;
+  }
+  *response->mutable_summary() = Summarize(*model);
+  if (model->ready()) {
+    const streaming::Program& program = *model->program;
+    *response->mutable_input() = ToTensorSpec(program.input);
+    for (const auto& output : program.outputs) *response->add_outputs() = ToTensorSpec(output);
+    response->set_warmup_frames(program.warmup_frames);
+    response->set_state_bytes(program.state_bytes);
+    response->set_backend(model->backend);
+    response->set_max_batch(model->config.max_batch());
+    response->set_program(program.Describe());
+  }
+  response->set_sessions_active(model->sessions_active.load());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+}  // namespace sluice::server

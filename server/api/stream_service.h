@@ -1,0 +1,47 @@
+// The native sluice.v1.Streaming service: one reactor per Stream call, plus ListModels and
+// ModelInfo.
+#ifndef SLUICE_SERVER_API_STREAM_SERVICE_H_
+#define SLUICE_SERVER_API_STREAM_SERVICE_H_
+
+#include <atomic>
+
+#include "server/repository/repository.h"
+#include "server/session/registry.h"
+#include "sluice/v1/streaming.grpc.pb.h"
+
+namespace sluice::server {
+
+class Metrics;
+
+// What the services share with the rest of the server. All pointers outlive the service.
+struct ServiceContext {
+  ModelRepository* repository = nullptr;
+  SessionRegistry* registry = nullptr;
+  Metrics* metrics = nullptr;  // May be null.
+  const std::atomic<bool>* draining = nullptr;
+};
+
+// Thread-safe (gRPC calls it from its callback threads).
+class StreamingService final : public v1::Streaming::CallbackService {
+ public:
+  explicit StreamingService(ServiceContext context) : context_(context) {}
+
+  grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* ModelInfo(grpc::CallbackServerContext* context,
+                                      const v1::ModelInfoRequest* request,
+                                      v1::ModelInfoResponse* response) override;
+
+ private:
+  ServiceContext context_;
+};
+
+// "ready", "failed: <why>" for a model.
+v1::ModelSummary Summarize(const ServedModel& model);
+
+}  // namespace sluice::server
+
+#endif  // SLUICE_SERVER_API_STREAM_SERVICE_H_

@@ -1,0 +1,92 @@
+// sluice-server: serves the models of a repository over gRPC (native streaming API) with an
+// HTTP admin endpoint for health and metrics.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/str_cat.h"
+#include "server/server.h"
+#include "spdlog/spdlog.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "dev"
+#endif
+#ifndef SLUICE_DEFAULT_MODEL_REPOSITORY
+#define SLUICE_DEFAULT_MODEL_REPOSITORY "models"
+#endif
+
+ABSL_FLAG(std::string, model_repository, SLUICE_DEFAULT_MODEL_REPOSITORY,
+          "Folder with one sub-folder per model (model.onnx, optional config.pbtxt).");
+ABSL_FLAG(std::string, host, "0.0.0.0", "Address both ports bind to.");
+ABSL_FLAG(int, grpc_port, 8001, "gRPC port (native streaming API, health, reflection); 0 = any.");
+ABSL_FLAG(int, http_port, 8000,
+          "HTTP admin port (/healthz /readyz /metrics /v2/...); 0 = any, "
+          "-1 = off.");
+ABSL_FLAG(std::string, backend, "auto", "Backend for models whose config says auto: auto|cpu.");
+ABSL_FLAG(int, max_sessions, 10000, "Most sessions open at once across all models.");
+ABSL_FLAG(int, threads, 0, "Cap on gRPC threads (0 = gRPC's default).");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
+ABSL_FLAG(int64_t, max_message_bytes, 16 << 20, "Largest gRPC message accepted or sent.");
+ABSL_FLAG(int64_t, keepalive_time_ms, 0, "Send HTTP/2 keepalive pings this often (0 = off).");
+ABSL_FLAG(int64_t, keepalive_timeout_ms, 0,
+          "Drop a connection whose ping is unanswered this "
+          "long (0 = gRPC default).");
+ABSL_FLAG(int64_t, max_connection_age_ms, 0,
+          "Ask clients to reconnect after this long, so an "
+          "L7 load balancer can rebalance (0 = never).");
+ABSL_FLAG(int64_t, max_connection_age_grace_ms, 0, "Grace period after max_connection_age.");
+ABSL_FLAG(int, drain_timeout_s, 30, "On SIGTERM/SIGINT, how long to let sessions finish.");
+ABSL_FLAG(bool, version, false, "Print the version and exit.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "sluice-server: streaming inference server.\n"
+      "  sluice-server [--model_repository DIR] [--grpc_port 8001] [--http_port 8000]");
+  absl::FlagsUsageConfig usage;
+  usage.version_string = [] { return std::string("sluice-server ") + SLUICE_VERSION + "\n"; };
+  absl::SetFlagsUsageConfig(usage);
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_version)) {
+    std::cout << "sluice-server " << SLUICE_VERSION << "\n";
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  sluice::server::ServerOptions options;
+  options.model_repository = absl::GetFlag(FLAGS_model_repository);
+  options.host = absl::GetFlag(FLAGS_host);
+  options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
+  options.http_port = absl::GetFlag(FLAGS_http_port);
+  options.backend = absl::GetFlag(FLAGS_backend);
+  options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.keepalive_time_ms = absl::GetFlag(FLAGS_keepalive_time_ms);
+  options.keepalive_timeout_ms = absl::GetFlag(FLAGS_keepalive_timeout_ms);
+  options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
+  options.max_connection_age_grace_ms = absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  spdlog::info("sluice-server {} starting; model repository {}", SLUICE_VERSION,
+               options.model_repository);
+  auto server = sluice::server::SluiceServer::Start(options);
+  if (!server.ok()) {
+    spdlog::error("cannot start: {}", server.status().ToString());
+    return 1;
+  }
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("received {}; draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  (*server)->Drain(absl::Seconds(absl::GetFlag(FLAGS_drain_timeout_s)));
+  spdlog::info("stopped");
+  return 0;
+}

@@ -1,0 +1,118 @@
+#include "server/repository/repository.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/streaming/transform.h"
+#include "server/admin/metrics.h"
+#include "server/repository/config.h"
+#include "spdlog/spdlog.h"
+
+namespace sluice::server {
+namespace {
+
+absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
+  auto config = LoadModelConfig(model->dir);
+  if (!config.ok()) return config.status();
+  model->config = *config;
+  const std::string onnx = (std::filesystem::path(model->dir) / "model.onnx").string();
+  if (!std::filesystem::exists(onnx)) {
+    return absl::NotFoundError(
+        absl::StrCat("model ", model->name, ": no model.onnx in ", model->dir));
+  }
+  if (model->config.precision() != v1::ModelConfig::PRECISION_FP32) {
+    return absl::UnimplementedError(
+        absl::StrCat("model ", model->name, ": only fp32 precision is available"));
+  }
+  if (model->config.backend() == v1::ModelConfig::BACKEND_OPENCL) {
+    return absl::UnimplementedError(
+        absl::StrCat("model ", model->name, ": the OpenCL backend is not available yet"));
+  }
+  if (options.backend != "auto" && options.backend != "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.backend, "'"));
+  }
+  streaming::TransformOptions transform;
+  if (model->config.has_time_axis()) transform.time_axis = model->config.time_axis();
+  auto program = streaming::LoadProgram(onnx, transform);
+  if (!program.ok()) {
+    return absl::Status(program.status().code(),
+                        absl::StrCat("model ", model->name, ": ", program.status().message()));
+  }
+  model->program = std::make_shared<const streaming::Program>(*std::move(program));
+  model->backend = "cpu";
+  BackendOptions backend_options;
+  backend_options.max_batch = model->config.max_batch();
+  for (int i = 0; i < model->config.instance_count(); ++i) {
+    auto backend = cpu::CpuBackend::Create(model->program, backend_options);
+    if (!backend.ok()) return backend.status();
+    SchedulerOptions scheduler_options;
+    scheduler_options.model = model->name;
+    scheduler_options.max_batch = model->config.max_batch();
+    scheduler_options.max_queue_delay = absl::Microseconds(model->config.max_queue_delay_us());
+    model->instances.push_back(
+        std::make_unique<Scheduler>(scheduler_options, *std::move(backend), model->metrics));
+  }
+  for (auto& instance : model->instances) instance->Start();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Scheduler* ServedModel::PickInstance() {
+  if (instances.empty()) return nullptr;
+  return instances[next_instance.fetch_add(1) % instances.size()].get();
+}
+
+absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
+    const std::string& root, const RepositoryOptions& options, Metrics* metrics) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(root, error)) {
+    return absl::NotFoundError(absl::StrCat("model repository ", root, " is not a folder"));
+  }
+  auto repository = std::unique_ptr<ModelRepository>(new ModelRepository());
+  std::vector<std::filesystem::path> dirs;
+  for (const auto& entry : std::filesystem::directory_iterator(root, error)) {
+    if (entry.is_directory()) dirs.push_back(entry.path());
+  }
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& dir : dirs) {
+    auto model = std::make_unique<ServedModel>();
+    model->name = dir.filename().string();
+    model->dir = dir.string();
+    if (metrics != nullptr) model->metrics = metrics->ForModel(model->name);
+    model->load_status = LoadOne(model.get(), options);
+    if (model->load_status.ok()) {
+      spdlog::info(
+          "model {} ready: {} instance(s) on {}, warm-up {} frames, {} state bytes per "
+          "session, {:.3f} MFLOP per frame",
+          model->name, model->instances.size(), model->backend, model->program->warmup_frames,
+          model->program->state_bytes, model->program->FlopsPerFrame() / 1e6);
+    } else {
+      spdlog::error("model {} failed to load: {}", model->name, model->load_status.ToString());
+    }
+    repository->models_[model->name] = std::move(model);
+  }
+  return repository;
+}
+
+ModelRepository::~ModelRepository() { Stop(); }
+
+ServedModel* ModelRepository::Find(const std::string& name) const {
+  auto it = models_.find(name);
+  return it == models_.end() ? nullptr : it->second.get();
+}
+
+std::vector<ServedModel*> ModelRepository::models() const {
+  std::vector<ServedModel*> out;
+  for (const auto& [name, model] : models_) out.push_back(model.get());
+  return out;
+}
+
+void ModelRepository::Stop() {
+  for (const auto& [name, model] : models_) {
+    for (auto& instance : model->instances) instance->Stop();
+  }
+}
+
+}  // namespace sluice::server
