@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# Sets up a fresh Debian bookworm machine, builds sluice and streams the bundled default model
-# through sluice-run (the server binary arrives with the server issue).
+# Sets up a fresh Debian bookworm machine, builds sluice and serves the bundled default model
+# repository (models/) on :8001 (gRPC) and :8000 (HTTP admin). Extra arguments go to
+# sluice-server (see build/bin/sluice-server --help).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 bash scripts/build.sh
-model=tests/models/espdl_tcn_block
-./build/bin/sluice-run --model "$model/model.onnx" --describe
-./build/bin/sluice-run --model "$model/model.onnx" --input "$model/input.npy" \
-  --output build/espdl_tcn_block.out.npy --sessions 4
-echo "wrote build/espdl_tcn_block.out.npy"
+exec ./build/bin/sluice-server --model_repository "$ROOT/models" "$@"
