@@ -113,7 +113,6 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
     if (!admin.ok()) return admin.status();
     self->admin_ = *std::move(admin);
     self->http_port_ = self->admin_->port();
-    spdlog::info("admin HTTP listening on {}:{}", options.host, self->http_port_);
   }
 
   RepositoryOptions repository_options;

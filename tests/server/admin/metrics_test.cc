@@ -313,9 +313,9 @@ int RunPromtool(const std::string& text, std::string* output) {
 bool PromtoolOnPath() { return std::system("command -v promtool >/dev/null 2>&1") == 0; }
 
 TEST(Metrics, PromtoolAcceptsThePopulatedRegistry) {
-  ASSERT_TRUE(PromtoolOnPath())
-      << "promtool is not on PATH: install the Debian package 'prometheus' (scripts/setup.sh "
-         "lists it) to check the exposition format";
+  ASSERT_TRUE(PromtoolOnPath()) << "promtool is not on PATH: install the Debian package "
+                                   "'prometheus' (apt-get install prometheus; scripts/setup.sh "
+                                   "should list it) to check the exposition format";
   Metrics metrics;
   for (const char* model : {"kws", "denoise", "we\"ird\\name\n"}) {
     ModelMetrics* m = metrics.ForModel(model);
@@ -344,9 +344,9 @@ TEST(Metrics, PromtoolAcceptsThePopulatedRegistry) {
 }
 
 TEST(Metrics, PromtoolAcceptsTheEmptyRegistry) {
-  ASSERT_TRUE(PromtoolOnPath())
-      << "promtool is not on PATH: install the Debian package 'prometheus' (scripts/setup.sh "
-         "lists it) to check the exposition format";
+  ASSERT_TRUE(PromtoolOnPath()) << "promtool is not on PATH: install the Debian package "
+                                   "'prometheus' (apt-get install prometheus; scripts/setup.sh "
+                                   "should list it) to check the exposition format";
   Metrics metrics;
   const std::string text = metrics.RenderPrometheus();
   std::string output;
