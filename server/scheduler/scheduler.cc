@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/admin/metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::server {
@@ -25,6 +26,7 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<Backend> backend,
     output_sizes_.push_back(program.outputs[j].frame_size);
   }
   ready_flags_.resize(options_.max_batch);
+  if (metrics_ != nullptr) step_seconds_ = metrics_->StepSeconds(backend_->name());
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -154,11 +156,19 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
     item_entries_.push_back(&entry);
   }
   if (items_.empty()) return;
-  // Each entry is re-used next turn; the reset of its fields happens via move-assignment.
-  // Step the frames (the backend owns no lock; this thread is its only caller).
+  const absl::Time start = absl::Now();
+  if (metrics_ != nullptr) {
+    metrics_->batch_size.Observe(static_cast<double>(items_.size()));
+    for (const SessionEntry* entry : item_entries_) {
+      metrics_->queue_delay_seconds.Observe(absl::ToDoubleSeconds(start - entry->arrival));
+    }
+  }
+  // This thread is the backend's only caller, so Step runs without any lock held.
   for (size_t j = 0; j < outputs_.size(); ++j) output_ptrs_[j] = outputs_[j].data();
   const absl::Status status =
       backend_->Step(items_, output_ptrs_, absl::MakeSpan(ready_flags_.data(), items_.size()));
+  const absl::Time end = absl::Now();
+  if (step_seconds_ != nullptr) step_seconds_->Observe(absl::ToDoubleSeconds(end - start));
   if (!status.ok()) {
     spdlog::error("model {}: step of {} frames failed: {}", options_.model, items_.size(),
                   status.ToString());
@@ -180,6 +190,10 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
     item_sessions_[i]->AppendOutput(entry.seq, entry.has_tag ? &entry.tag : nullptr,
                                     frame_outputs.data(), output_sizes_.data(),
                                     output_frame_shapes_);
+    if (metrics_ != nullptr) {
+      metrics_->frames_out.fetch_add(1, std::memory_order_relaxed);
+      metrics_->frame_latency_seconds.Observe(absl::ToDoubleSeconds(end - entry.arrival));
+    }
   }
   absl::MutexLock lock(&mu_);
   ++steps_;

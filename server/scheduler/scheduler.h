@@ -20,6 +20,7 @@
 
 namespace sluice::server {
 
+class Histogram;
 class ModelMetrics;
 
 struct SchedulerOptions {
@@ -60,6 +61,7 @@ class Scheduler {
   const SchedulerOptions options_;
   const std::unique_ptr<Backend> backend_;
   ModelMetrics* const metrics_;
+  Histogram* step_seconds_ = nullptr;
 
   mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<Session>> ready_ ABSL_GUARDED_BY(mu_);
