@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/numbers.h"
@@ -78,6 +79,9 @@ absl::StatusOr<NpyArray> ParseNpy(const std::string& bytes, const std::string& w
       return absl::InvalidArgumentError(absl::StrCat(what, ": bad shape ", shape_text));
     }
     array.shape.push_back(dim);
+    if (dim != 0 && count > std::numeric_limits<int64_t>::max() / 8 / dim) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", shape_text, " is too large"));
+    }
     count *= dim;
   }
   const size_t data_start = header_start + header_len;

@@ -89,6 +89,11 @@ absl::Status CpuBackend::Load(std::shared_ptr<const streaming::Program> program,
       } else {
         compiled.conv_path = ConvPath::kGrouped;
       }
+      if (compiled.conv_path == ConvPath::kDepthwise && op.activation) {
+        // No GEMM epilogue on this path: apply the activation afterwards.
+        compiled.epilogue = Epilogue::kNone;
+        compiled.post_activation = true;
+      }
       if (compiled.conv_path == ConvPath::kDepthwise) {
         compiled.tap_weights.resize(conv->kernel * conv->in_channels);
         for (int64_t c = 0; c < conv->in_channels; ++c) {

@@ -86,8 +86,14 @@ absl::Status DecodeFrames(const v1::Frames& frames, const streaming::StreamSpec&
     count = shape[spec.time_axis];
   }
   if (count <= 0) return absl::InvalidArgumentError("a Frames request holds no frames");
-  const int64_t elements = count * spec.frame_size;
   const int64_t elem_bytes = dtype == v1::INT16 ? 2 : 4;
+  // Compare before multiplying: a forged frame count must not overflow.
+  if (count > static_cast<int64_t>(tensor.data().size()) / (spec.frame_size * elem_bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "frames hold ", tensor.data().size(), " bytes, too few for ", count, " frames of ",
+        spec.frame_size, " ", v1::DataType_Name(dtype), " values"));
+  }
+  const int64_t elements = count * spec.frame_size;
   if (static_cast<int64_t>(tensor.data().size()) != elements * elem_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("frames hold ", tensor.data().size(), " bytes; shape ", ShapeString(shape),
