@@ -39,8 +39,8 @@ PackedWeights RandomLayer(uint32_t seed) {
   return PackedWeights(kK, kN, w.data(), bias.data());
 }
 
-void RunKernel(internal::GemmKernel kernel, const PackedWeights& w, int m,
-               const float* const* rows, float* out, Epilogue epilogue) {
+void RunKernel(internal::GemmKernel kernel, const PackedWeights& w, int m, const float* const* rows,
+               float* out, Epilogue epilogue) {
   if (kernel == nullptr) {
     Gemm(w, m, rows, out, kN, epilogue);
   } else {
