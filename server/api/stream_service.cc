@@ -29,7 +29,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       if (session != nullptr) {
         session->OnReadClosed();
       } else {
-        FinishOnce(absl::CancelledError("the stream closed before Open"));
+        Finish(absl::CancelledError("the stream closed before Open"));
       }
       return;
     }
@@ -37,6 +37,18 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       HandleOpen();
       return;
     }
+    // Nothing may escape a gRPC callback: an exception here would wedge the stream.
+    try {
+      HandleRequest(*session);
+    } catch (const std::exception& e) {
+      const absl::Status status = absl::InternalError(absl::StrCat("request failed: ", e.what()));
+      CountError(status);
+      session->RespondError(status);
+    }
+    session->OnReadDone();
+  }
+
+  void HandleRequest(Session& session) {
     switch (request_.kind_case()) {
       case v1::StreamRequest::kFrames: {
         std::vector<std::vector<float>> frames;
@@ -44,38 +56,42 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
             DecodeFrames(request_.frames(), served_->program->input, &frames);
         if (!status.ok()) {
           CountError(status);
-          session->RespondError(status);
-          break;
+          session.RespondError(status);
+          return;
         }
-        if (served_->metrics != nullptr) {
-          served_->metrics->frames_in.fetch_add(static_cast<int64_t>(frames.size()));
-        }
+        const auto count = static_cast<int64_t>(frames.size());
         std::vector<std::string> tags(request_.frames().tags().begin(),
                                       request_.frames().tags().end());
-        session->EnqueueFrames(std::move(frames), std::move(tags));
-        break;
+        if (!session.EnqueueFrames(std::move(frames), std::move(tags))) {
+          const absl::Status closing =
+              absl::UnavailableError("the session is closing; these frames were not accepted");
+          CountError(closing);
+          session.RespondError(closing);
+          return;
+        }
+        if (served_->metrics != nullptr) served_->metrics->frames_in.fetch_add(count);
+        return;
       }
       case v1::StreamRequest::kReset:
-        session->EnqueueReset();
-        break;
+        session.EnqueueReset();
+        return;
       case v1::StreamRequest::kClose:
-        session->EnqueueClose(absl::OkStatus());
-        break;
+        session.EnqueueClose(absl::OkStatus());
+        return;
       case v1::StreamRequest::kOpen: {
         const absl::Status status =
             absl::FailedPreconditionError("Open sent twice: one session per stream");
         CountError(status);
-        session->EnqueueClose(status, /*drop_pending=*/true);
-        break;
+        session.EnqueueClose(status, /*drop_pending=*/true);
+        return;
       }
       default: {
         const absl::Status status = absl::InvalidArgumentError("empty StreamRequest");
         CountError(status);
-        session->RespondError(status);
-        break;
+        session.RespondError(status);
+        return;
       }
     }
-    session->OnReadDone();
   }
 
   void OnWriteDone(bool ok) override {
@@ -127,33 +143,30 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     if (context_.metrics != nullptr) context_.metrics->CountError(status.code());
   }
 
-  // Before a session exists the reactor finishes the stream itself, exactly once.
-  void FinishOnce(const absl::Status& status) { Finish(status); }
-
   void HandleOpen() {
     if (request_.kind_case() != v1::StreamRequest::kOpen) {
-      FinishOnce(absl::FailedPreconditionError("the first request of a stream must be Open"));
+      Finish(absl::FailedPreconditionError("the first request of a stream must be Open"));
       return;
     }
     const v1::Open& open = request_.open();
     if (context_.draining != nullptr && context_.draining->load()) {
-      FinishOnce(absl::UnavailableError("the server is shutting down"));
+      Finish(absl::UnavailableError("the server is shutting down"));
       return;
     }
     ServedModel* model = context_.repository->Find(open.model());
     if (model == nullptr) {
-      FinishOnce(absl::NotFoundError(absl::StrCat("unknown model '", open.model(), "'")));
+      Finish(absl::NotFoundError(absl::StrCat("unknown model '", open.model(), "'")));
       return;
     }
     if (!model->ready()) {
-      FinishOnce(absl::UnavailableError(
+      Finish(absl::UnavailableError(
           absl::StrCat("model ", open.model(), " is not ready: ", model->load_status.message())));
       return;
     }
     absl::StatusOr<std::string> id = context_.registry->Admit(
         model->name, model->config.max_sessions(), &model->sessions_active);
     if (!id.ok()) {
-      FinishOnce(id.status());
+      Finish(id.status());
       return;
     }
     served_ = model;
@@ -184,6 +197,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
     spdlog::debug("session {} opened on model {} (tag '{}')", *id, model->name, open.session_tag());
     session->Start(std::move(response));
+    // A drain that began after the check above has not seen this session: close it here.
+    if (context_.draining != nullptr && context_.draining->load()) {
+      session->EnqueueClose(absl::UnavailableError("the server is shutting down"));
+    }
   }
 
   const ServiceContext context_;

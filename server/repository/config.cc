@@ -38,12 +38,12 @@ absl::StatusOr<v1::ModelConfig> ParseModelConfig(const std::string& text, const 
 }
 
 void ApplyDefaults(v1::ModelConfig* config) {
-  if (config->max_batch() == 0) config->set_max_batch(kDefaultMaxBatch);
-  if (config->instance_count() == 0) config->set_instance_count(1);
-  if (config->session_idle_timeout_ms() == 0) {
+  if (!config->has_max_batch()) config->set_max_batch(kDefaultMaxBatch);
+  if (!config->has_instance_count()) config->set_instance_count(1);
+  if (!config->has_session_idle_timeout_ms()) {
     config->set_session_idle_timeout_ms(kDefaultSessionIdleTimeoutMs);
   }
-  if (config->session_queue_frames() == 0) {
+  if (!config->has_session_queue_frames()) {
     config->set_session_queue_frames(kDefaultSessionQueueFrames);
   }
 }

@@ -48,13 +48,13 @@ void Session::Start(v1::StreamResponse opened) {
   Pump();
 }
 
-void Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags) {
+bool Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags) {
   bool claimed;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = absl::Now();
     last_activity_ = now;
-    if (close_queued_) return;
+    if (close_queued_) return false;
     for (size_t i = 0; i < frames.size(); ++i) {
       SessionEntry entry;
       entry.kind = SessionEntry::Kind::kFrame;
@@ -71,6 +71,7 @@ void Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<
     claimed = ClaimScheduleLocked();
   }
   ScheduleIfClaimed(claimed);
+  return true;
 }
 
 void Session::EnqueueReset() {

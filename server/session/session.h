@@ -73,7 +73,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // begins reading.
   void Start(v1::StreamResponse opened);
   // Queues validated frames (one vector per frame) with optional tags (empty or one each).
-  void EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags);
+  // Returns false, queuing nothing, when the session is already closing.
+  bool EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags);
   void EnqueueReset();
   // Ends the stream with `status` once every entry queued before has been processed and its
   // outputs written. `drop_pending` discards queued frames first (cancellation, errors).

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <random>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -16,8 +18,6 @@
 
 namespace sluice::cpu {
 namespace {
-
-using internal::GemmArgs;
 
 // A random problem: weights, bias and a pool of rows to point into.
 struct Problem {
@@ -54,9 +54,13 @@ struct Rows {
 };
 
 // The contract, literally: bias, then one fused multiply-add per k in order, then epilogue.
+// Every kernel uses IEEE fused multiply-adds, so every kernel must match this bit for bit; that
+// implies batch invariance, which is also tested directly below.
 float SequentialFma(const Problem& p, const float* a, int col, const float* bias, bool relu) {
   float acc = bias == nullptr ? 0.0f : bias[col];
-  for (int kk = 0; kk < p.k; ++kk) acc = std::fma(a[kk], p.w[static_cast<size_t>(kk) * p.n + col], acc);
+  for (int kk = 0; kk < p.k; ++kk) {
+    acc = std::fma(a[kk], p.w[static_cast<size_t>(kk) * p.n + col], acc);
+  }
   return (relu && !(acc > 0.0f)) ? 0.0f : acc;
 }
 
@@ -64,6 +68,8 @@ struct KernelCase {
   std::string name;
   internal::GemmKernel fn;  // nullptr: the public, dispatching Gemm().
 };
+
+void PrintTo(const KernelCase& kernel, std::ostream* os) { *os << kernel.name; }
 
 std::vector<KernelCase> AvailableKernels() {
   std::vector<KernelCase> kernels = {{"dispatch", nullptr}, {"generic", internal::GemmGeneric}};
@@ -118,7 +124,8 @@ class GemmKernelTest : public ::testing::TestWithParam<KernelCase> {
 };
 
 TEST_P(GemmKernelTest, OddShapesMatchReference) {
-  for (int k : {1, 3, 17, 1000}) {
+  // K around the kernels' 256-step chunks, N around their 8/16/64-column vectors and blocks.
+  for (int k : {1, 3, 17, 255, 256, 257, 1000}) {
     for (int n : {1, 5, 16, 63, 64, 65, 100, 130}) {
       CheckShape(/*m=*/(k + n) % 13 + 1, k, n, Epilogue::kNone, /*with_bias=*/true);
     }
@@ -128,6 +135,13 @@ TEST_P(GemmKernelTest, OddShapesMatchReference) {
 TEST_P(GemmKernelTest, EveryRowCountMatchesReference) {
   for (int m = 1; m <= 13; ++m) CheckShape(m, 1000, 100, Epilogue::kNone, /*with_bias=*/true);
   CheckShape(255, 37, 130, Epilogue::kNone, /*with_bias=*/true);
+}
+
+TEST_P(GemmKernelTest, FewRowsManyBlocks) {
+  for (int m = 1; m <= 4; ++m) {
+    CheckShape(m, 257, 200, Epilogue::kNone, /*with_bias=*/true);
+    CheckShape(m, 300, 130, Epilogue::kRelu, /*with_bias=*/true);
+  }
 }
 
 TEST_P(GemmKernelTest, TargetShapeMatchesReference) {
@@ -144,7 +158,9 @@ TEST_P(GemmKernelTest, NullBiasIsZeroBias) {
   CheckShape(2, 3, 129, Epilogue::kRelu, /*with_bias=*/false);
 }
 
-TEST_P(GemmKernelTest, ZeroKGivesBias) { CheckShape(3, 0, 70, Epilogue::kRelu, true); }
+TEST_P(GemmKernelTest, ZeroKGivesBias) {
+  CheckShape(3, 0, 70, Epilogue::kRelu, /*with_bias=*/true);
+}
 
 TEST_P(GemmKernelTest, LdcPaddingIsUntouched) {
   const int m = 11, k = 50, n = 70, ldc = 83;
@@ -176,26 +192,54 @@ TEST_P(GemmKernelTest, BatchInvariantBitwise) {
   for (auto [k, n] : {std::pair{1024, 128}, std::pair{1000, 100}, std::pair{3, 65}}) {
     SCOPED_TRACE(testing::Message() << "k=" << k << " n=" << n);
     const Problem p(k, n, 11);
-    const int kMaxM = 256;
-    const Rows pool(kMaxM, k, 12);
+    const Rows pool(256, k, 12);
     const Rows probe(1, k, 13);
 
     std::vector<float> alone(n);
     Run(p.packed, 1, probe.ptrs.data(), alone.data(), n, Epilogue::kNone);
 
     for (int m : {2, 7, 8, 13, 64, 255, 256}) {
-      for (int pos : {0, 1, 2, 5, 6, 7, m / 2, m - 2, m - 1}) {
-        if (pos < 0 || pos >= m) continue;
-        std::vector<const float*> ptrs(pool.ptrs.begin(), pool.ptrs.begin() + m);
-        ptrs[pos] = probe.ptrs[0];
-        std::vector<float> out(static_cast<size_t>(m) * n);
-        Run(p.packed, m, ptrs.data(), out.data(), n, Epilogue::kNone);
-        ASSERT_EQ(std::memcmp(out.data() + static_cast<size_t>(pos) * n, alone.data(),
-                              n * sizeof(float)),
-                  0)
+      // The probe row sits at several positions of one batch: first and last of a row tile,
+      // the batch's middle and end; random rows fill the rest.
+      std::vector<const float*> ptrs(pool.ptrs.begin(), pool.ptrs.begin() + m);
+      std::vector<int> positions;
+      for (int pos : {0, 2, 5, 6, 7, m / 2, m - 1}) {
+        if (pos < m) {
+          ptrs[pos] = probe.ptrs[0];
+          positions.push_back(pos);
+        }
+      }
+      std::vector<float> out(static_cast<size_t>(m) * n);
+      Run(p.packed, m, ptrs.data(), out.data(), n, Epilogue::kNone);
+      for (int pos : positions) {
+        ASSERT_EQ(
+            std::memcmp(out.data() + static_cast<size_t>(pos) * n, alone.data(), n * sizeof(float)),
+            0)
             << "m=" << m << " pos=" << pos;
       }
     }
+  }
+}
+
+// PackedWeights is shared read-only between threads; Gemm keeps its state on the stack.
+TEST_P(GemmKernelTest, ConcurrentCallsAgree) {
+  const int m = 9, k = 520, n = 100;
+  const Problem p(k, n, 31);
+  const Rows rows(m, k, 32);
+  std::vector<float> expected(static_cast<size_t>(m) * n);
+  Run(p.packed, m, rows.ptrs.data(), expected.data(), n, Epilogue::kRelu);
+  std::vector<std::vector<float>> outs(4, std::vector<float>(expected.size()));
+  std::vector<std::thread> threads;
+  for (auto& out : outs) {
+    threads.emplace_back([&, out = out.data()] {
+      for (int rep = 0; rep < 20; ++rep) {
+        Run(p.packed, m, rows.ptrs.data(), out, n, Epilogue::kRelu);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& out : outs) {
+    EXPECT_EQ(std::memcmp(out.data(), expected.data(), expected.size() * sizeof(float)), 0);
   }
 }
 

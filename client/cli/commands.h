@@ -1,0 +1,29 @@
+// The sluice-client subcommands. Each reads its flags (parsed by main) and returns the process
+// exit code; each lives in <name>_command.cc next to its flags, which is how `sluice-client
+// <name> --help` finds the flags to list.
+#ifndef SLUICE_CLIENT_CLI_COMMANDS_H_
+#define SLUICE_CLIENT_CLI_COMMANDS_H_
+
+namespace sluice::client {
+
+struct Command {
+  const char* name;
+  const char* summary;  // One line for the subcommand list.
+  const char* usage;    // The usage message of `sluice-client <name> --help`.
+  const char* source;   // The file defining its flags (matched against flag locations).
+  int (*run)();
+};
+
+int RunStreamCommand();
+int RunBenchCommand();
+int RunHealthCommand();
+int RunModelsCommand();
+
+extern const Command kStreamCommand;
+extern const Command kBenchCommand;
+extern const Command kHealthCommand;
+extern const Command kModelsCommand;
+
+}  // namespace sluice::client
+
+#endif  // SLUICE_CLIENT_CLI_COMMANDS_H_

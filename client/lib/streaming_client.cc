@@ -1,0 +1,101 @@
+#include "client/lib/streaming_client.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "client/lib/status_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace sluice::client {
+
+absl::string_view ServingStatusName(ServingStatus status) {
+  switch (status) {
+    case ServingStatus::kServing:
+      return "SERVING";
+    case ServingStatus::kNotServing:
+      return "NOT_SERVING";
+    case ServingStatus::kServiceUnknown:
+      return "SERVICE_UNKNOWN";
+    case ServingStatus::kUnknown:
+      break;
+  }
+  return "UNKNOWN";
+}
+
+absl::StatusOr<std::unique_ptr<StreamingClient>> StreamingClient::Create(
+    const std::string& server, const ClientOptions& options) {
+  if (server.empty()) return absl::InvalidArgumentError("empty server address");
+  if (options.connections < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("connections must be at least 1, not ", options.connections));
+  }
+  return std::unique_ptr<StreamingClient>(new StreamingClient(server, options));
+}
+
+StreamingClient::StreamingClient(std::string server, const ClientOptions& options)
+    : server_(std::move(server)), options_(options) {
+  for (int i = 0; i < options_.connections; ++i) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);  // Outputs of long chunks may exceed the 4 MB default.
+    args.SetMaxSendMessageSize(-1);
+    // Distinct args and a channel-local subchannel pool give each channel its own connection.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("sluice.client.connection", i);
+    channels_.push_back(
+        grpc::CreateCustomChannel(server_, grpc::InsecureChannelCredentials(), args));
+    stubs_.push_back(v1::Streaming::NewStub(channels_.back()));
+  }
+}
+
+grpc::ClientContext* StreamingClient::PrepareContext(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() +
+                        absl::ToChronoNanoseconds(options_.rpc_timeout));
+  return context;
+}
+
+absl::StatusOr<v1::ListModelsResponse> StreamingClient::ListModels() const {
+  grpc::ClientContext context;
+  v1::ListModelsResponse response;
+  const grpc::Status status =
+      stubs_[0]->ListModels(PrepareContext(&context), v1::ListModelsRequest(), &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<v1::ModelInfoResponse> StreamingClient::ModelInfo(absl::string_view name) const {
+  grpc::ClientContext context;
+  v1::ModelInfoRequest request;
+  request.set_name(std::string(name));
+  v1::ModelInfoResponse response;
+  const grpc::Status status = stubs_[0]->ModelInfo(PrepareContext(&context), request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<ServingStatus> StreamingClient::Health(absl::string_view service) const {
+  auto stub = grpc::health::v1::Health::NewStub(channels_[0]);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(std::string(service));
+  grpc::health::v1::HealthCheckResponse response;
+  const grpc::Status status = stub->Check(PrepareContext(&context), request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  switch (response.status()) {
+    case grpc::health::v1::HealthCheckResponse::SERVING:
+      return ServingStatus::kServing;
+    case grpc::health::v1::HealthCheckResponse::NOT_SERVING:
+      return ServingStatus::kNotServing;
+    case grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN:
+      return ServingStatus::kServiceUnknown;
+    default:
+      return ServingStatus::kUnknown;
+  }
+}
+
+std::unique_ptr<Session> StreamingClient::NewSession(SessionOptions options) {
+  const uint64_t index = next_stub_.fetch_add(1, std::memory_order_relaxed) % stubs_.size();
+  return std::make_unique<Session>(stubs_[index].get(), std::move(options));
+}
+
+}  // namespace sluice::client
