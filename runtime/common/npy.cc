@@ -80,7 +80,8 @@ absl::StatusOr<NpyArray> ParseNpy(const std::string& bytes, const std::string& w
     }
     array.shape.push_back(dim);
     if (dim != 0 && count > std::numeric_limits<int64_t>::max() / 8 / dim) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": shape ", shape_text, " is too large"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": shape ", shape_text, " is too large"));
     }
     count *= dim;
   }
@@ -91,7 +92,7 @@ absl::StatusOr<NpyArray> ParseNpy(const std::string& bytes, const std::string& w
                                                    count * sizeof(float)));
   }
   array.data.resize(count);
-  std::memcpy(array.data.data(), bytes.data() + data_start, count * sizeof(float));
+  if (count > 0) std::memcpy(array.data.data(), bytes.data() + data_start, count * sizeof(float));
   return array;
 }
 

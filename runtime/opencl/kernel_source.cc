@@ -34,6 +34,8 @@ constexpr size_t kMaxGemmLocal = 64;
 // kSessionBlock rows per work-item, which reuses each loaded weight vector kSessionBlock times.
 constexpr int64_t kSessionBlockMinMacs = 4096;
 constexpr int kSessionBlock = 4;
+// Work-group size of the one-row-per-item variant of those ops.
+constexpr size_t kSmallBatchLocal = 2;
 // Widest unrolled output block of the single-work-item kernels.
 constexpr int kSwiMaxVec = 8;
 
@@ -380,14 +382,19 @@ absl::Status Generator::EmitConv(int k, const Op& op, const ConvOp& conv) {
     if (conv.kernel * cin_g * cout >= kSessionBlockMinMacs) session_blocks = {kSessionBlock, 1};
     for (int sb : session_blocks) {
       const std::string name = absl::StrCat("sl_op", k, "_conv_s", sb);
+      // Small batches (one row per work-item) split the outputs over several work-groups so
+      // that a single session still spreads over the compute units.
+      const size_t group = sb == 1 && session_blocks.size() > 1
+                               ? LargestDivisorAtMost(blocks, kSmallBatchLocal)
+                               : local;
       Defines defines = common;
       defines.emplace_back("KNAME", name);
       VectorDefines(vec, &defines);
       defines.emplace_back("SB", absl::StrCat(sb));
-      defines.emplace_back("LOCAL_X", absl::StrCat(local));
+      defines.emplace_back("LOCAL_X", absl::StrCat(group));
       defines.emplace_back("POST(x)", post);
       RETURN_IF_ERROR(Instantiate(Dir() + "conv.cl", what, defines));
-      Launch launch = Range(name, args, blocks, local);
+      Launch launch = Range(name, args, blocks, group);
       launch.rows_per_item = sb;
       launches.push_back(std::move(launch));
     }

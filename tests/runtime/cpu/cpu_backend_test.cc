@@ -269,22 +269,6 @@ TEST_F(CpuBackendTest, ResetSlotMatchesFreshSession) {
   }
 }
 
-// Slow (2^32 Step calls, about a minute): run with --gtest_also_run_disabled_tests.
-TEST_F(CpuBackendTest, DISABLED_DuplicateSlotCheckSurvivesStampWraparound) {
-  LoadModel("lstm2");
-  ASSERT_OK_AND_ASSIGN(auto backend, NewBackend());
-  ASSERT_OK_AND_ASSIGN(SlotId idle, backend->AllocateSlot());
-  std::vector<float> out(model_.program->outputs[0].frame_size);
-  float* out_ptr = out.data();
-  // 2^32 - 1 empty steps; the next Step is the 2^32nd call since Load.
-  for (uint64_t i = 0; i < (uint64_t{1} << 32) - 1; ++i) {
-    if (!backend->Step({}, {&out_ptr, 1}, {}).ok()) FAIL() << "empty step " << i << " failed";
-  }
-  std::vector<float> frames(frame_size(), 0.25f);
-  EXPECT_THAT(StepSlots(*backend, {idle}, frames), IsOk())
-      << "a slot that appears once must not be reported as appearing twice";
-}
-
 TEST_F(CpuBackendTest, EmptyStepIsANoOp) {
   LoadModel("lstm2");
   ASSERT_OK_AND_ASSIGN(auto backend, NewBackend());

@@ -2,6 +2,7 @@
 // sequence frame by frame through the per-step Program reproduces the offline model's output
 // (onnxruntime's), however sessions are interleaved, batched, reset, moved or grouped; and
 // every model that cannot stream is refused with an error naming the node and the reason.
+// Hand-built conv and GRU graphs cover CPU paths the reference models do not reach.
 #include "runtime/streaming/transform.h"
 
 #include <gmock/gmock.h>
