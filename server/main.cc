@@ -41,6 +41,9 @@ ABSL_FLAG(int64_t, max_connection_age_ms, 0,
 ABSL_FLAG(int64_t, max_connection_age_grace_ms, 0, "Grace period after max_connection_age.");
 ABSL_FLAG(int, drain_timeout_s, 30, "On SIGTERM/SIGINT, how long to let sessions finish.");
 ABSL_FLAG(bool, version, false, "Print the version and exit.");
+ABSL_FLAG(int64_t, inject_device_fault_after_steps, 0,
+          "Test hook: every model's primary backend fails like a lost device at this step; its "
+          "sessions move to the CPU backend (0 = never).");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -76,6 +79,7 @@ int main(int argc, char** argv) {
   options.keepalive_timeout_ms = absl::GetFlag(FLAGS_keepalive_timeout_ms);
   options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
   options.max_connection_age_grace_ms = absl::GetFlag(FLAGS_max_connection_age_grace_ms);
+  options.inject_device_fault_after_steps = absl::GetFlag(FLAGS_inject_device_fault_after_steps);
   spdlog::info("sluice-server {} starting; model repository {}", SLUICE_VERSION,
                options.model_repository);
   auto server = sluice::server::SluiceServer::Start(options);

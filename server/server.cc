@@ -89,7 +89,16 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
         (model->ready() ? ready : failed).push_back(model->name);
       }
       if (ready.empty()) return {false, "no model is ready"};
-      std::string detail = absl::StrCat("ready: ", absl::StrJoin(ready, ", "));
+      std::vector<std::string> degraded;
+      for (ServedModel* model : self->repository_->models()) {
+        if (model->ready()) {
+          std::string reason = model->DegradedReason();
+          if (!reason.empty()) degraded.push_back(std::move(reason));
+        }
+      }
+      std::string detail = degraded.empty()
+                               ? absl::StrCat("ready: ", absl::StrJoin(ready, ", "))
+                               : absl::StrCat("degraded: ", absl::StrJoin(degraded, "; "));
       if (!failed.empty()) absl::StrAppend(&detail, "; not ready: ", absl::StrJoin(failed, ", "));
       return {true, detail};
     };
@@ -117,6 +126,8 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
 
   RepositoryOptions repository_options;
   repository_options.backend = options.backend;
+  repository_options.inject_device_fault_after_steps = options.inject_device_fault_after_steps;
+  repository_options.fallback_snapshot_interval_frames = options.fallback_snapshot_interval_frames;
   auto repository =
       ModelRepository::Load(options.model_repository, repository_options, self->metrics_.get());
   if (!repository.ok()) return repository.status();

@@ -37,6 +37,9 @@ struct ServerOptions {
   int64_t keepalive_timeout_ms = 0;
   int64_t max_connection_age_ms = 0;
   int64_t max_connection_age_grace_ms = 0;
+  // Test hook: primary backends fail like a lost device at this step (0 = never).
+  int64_t inject_device_fault_after_steps = 0;
+  int fallback_snapshot_interval_frames = 64;
 };
 
 // Thread-safe.

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "runtime/fault_injecting_backend.h"
 #include "runtime/streaming/transform.h"
 #include "server/admin/metrics.h"
 #include "server/repository/config.h"
@@ -43,21 +44,43 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
   model->backend = "cpu";
   BackendOptions backend_options;
   backend_options.max_batch = model->config.max_batch();
+  if (model->config.max_sessions() > 0) backend_options.max_slots = model->config.max_sessions();
+  std::shared_ptr<const streaming::Program> shared = model->program;
+  auto make_cpu = [shared, backend_options]() -> absl::StatusOr<std::unique_ptr<Backend>> {
+    auto backend = cpu::CpuBackend::Create(shared, backend_options);
+    if (!backend.ok()) return backend.status();
+    return std::unique_ptr<Backend>(*std::move(backend));
+  };
   for (int i = 0; i < model->config.instance_count(); ++i) {
-    auto backend = cpu::CpuBackend::Create(model->program, backend_options);
+    auto backend = make_cpu();
     if (!backend.ok()) return backend.status();
     SchedulerOptions scheduler_options;
     scheduler_options.model = model->name;
     scheduler_options.max_batch = model->config.max_batch();
     scheduler_options.max_queue_delay = absl::Microseconds(model->config.max_queue_delay_us());
+    scheduler_options.snapshot_interval_frames = options.fallback_snapshot_interval_frames;
+    std::unique_ptr<Backend> primary = *std::move(backend);
+    if (options.inject_device_fault_after_steps > 0) {
+      primary = std::make_unique<FaultInjectingBackend>(std::move(primary),
+                                                        options.inject_device_fault_after_steps);
+      scheduler_options.make_fallback = make_cpu;
+    }
     model->instances.push_back(
-        std::make_unique<Scheduler>(scheduler_options, *std::move(backend), model->metrics));
+        std::make_unique<Scheduler>(scheduler_options, shared, std::move(primary), model->metrics));
   }
   for (auto& instance : model->instances) instance->Start();
   return absl::OkStatus();
 }
 
 }  // namespace
+
+std::string ServedModel::DegradedReason() const {
+  for (const auto& instance : instances) {
+    std::string reason = instance->degraded_reason();
+    if (!reason.empty()) return reason;
+  }
+  return "";
+}
 
 Scheduler* ServedModel::PickInstance() {
   if (instances.empty()) return nullptr;

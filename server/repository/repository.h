@@ -36,10 +36,17 @@ struct ServedModel {
   bool ready() const { return load_status.ok(); }
   // Round-robin over instances.
   Scheduler* PickInstance();
+  // Empty while every instance runs on its primary backend; otherwise why not.
+  std::string DegradedReason() const;
 };
 
 struct RepositoryOptions {
   std::string backend = "auto";  // The server's --backend: auto, cpu.
+  // Test hook: every model's primary backend fails like a lost device at this step (0 = never),
+  // and its sessions move to a CPU fallback backend.
+  int64_t inject_device_fault_after_steps = 0;
+  // Frames between host snapshots of a session's device state (see SchedulerOptions).
+  int fallback_snapshot_interval_frames = 64;
 };
 
 // Thread-safe after Load: lookups only.

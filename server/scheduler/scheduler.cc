@@ -3,15 +3,21 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/common/status_macros.h"
 #include "server/admin/metrics.h"
 #include "spdlog/spdlog.h"
 
 namespace sluice::server {
 
-Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<Backend> backend,
-                     ModelMetrics* metrics)
-    : options_(std::move(options)), backend_(std::move(backend)), metrics_(metrics) {
-  const streaming::Program& program = backend_->program();
+Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const streaming::Program> program_in,
+                     std::unique_ptr<Backend> backend, ModelMetrics* metrics)
+    : options_(std::move(options)),
+      program_(std::move(program_in)),
+      backend_(std::move(backend)),
+      metrics_(metrics) {
+  const streaming::Program& program = *program_;
+  shadowing_ = static_cast<bool>(options_.make_fallback);
+  backend_name_ = backend_->name();
   const size_t num_outputs = program.outputs.size();
   entries_.resize(options_.max_batch);
   items_.reserve(options_.max_batch);
@@ -46,6 +52,16 @@ void Scheduler::Stop() {
 void Scheduler::Enqueue(std::shared_ptr<Session> session) {
   absl::MutexLock lock(&mu_);
   ready_.push_back(std::move(session));
+}
+
+std::string Scheduler::backend_name() const {
+  absl::MutexLock lock(&mu_);
+  return backend_name_;
+}
+
+std::string Scheduler::degraded_reason() const {
+  absl::MutexLock lock(&mu_);
+  return degraded_reason_;
 }
 
 int64_t Scheduler::steps() const {
@@ -108,6 +124,7 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
         return;
       }
       session.set_slot(*slot);
+      if (shadowing_) shadows_[*slot] = Shadow{&session, {}, {}};
       session.Respond(std::move(entry.response));
       return;
     }
@@ -119,6 +136,10 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
           session.CloseProcessed(status);
           return;
         }
+        if (auto it = shadows_.find(session.slot()); it != shadows_.end()) {
+          it->second.snapshot.clear();
+          it->second.frames.clear();
+        }
       }
       response.mutable_reset_done()->set_next_seq(entry.seq);
       session.Respond(std::move(response));
@@ -127,6 +148,7 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
     case SessionEntry::Kind::kClose: {
       if (session.slot() >= 0) {
         backend_->FreeSlot(session.slot()).IgnoreError();
+        shadows_.erase(session.slot());
         session.set_slot(-1);
       }
       session.CloseProcessed(entry.close_status);
@@ -163,10 +185,7 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
       metrics_->queue_delay_seconds.Observe(absl::ToDoubleSeconds(start - entry->arrival));
     }
   }
-  // This thread is the backend's only caller, so Step runs without any lock held.
-  for (size_t j = 0; j < outputs_.size(); ++j) output_ptrs_[j] = outputs_[j].data();
-  const absl::Status status =
-      backend_->Step(items_, output_ptrs_, absl::MakeSpan(ready_flags_.data(), items_.size()));
+  const absl::Status status = StepWithFallback();
   const absl::Time end = absl::Now();
   if (step_seconds_ != nullptr) step_seconds_->Observe(absl::ToDoubleSeconds(end - start));
   if (!status.ok()) {
@@ -174,12 +193,14 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
                   status.ToString());
     for (Session* session : item_sessions_) {
       backend_->FreeSlot(session->slot()).IgnoreError();
+      shadows_.erase(session->slot());
       session->set_slot(-1);
       session->CloseProcessed(
           absl::InternalError(absl::StrCat("the backend failed a step: ", status.message())));
     }
     return;
   }
+  if (shadowing_) UpdateShadows();
   std::vector<const float*>& frame_outputs = frame_outputs_;
   for (size_t i = 0; i < items_.size(); ++i) {
     if (!ready_flags_[i]) continue;  // Warm-up: this frame completes no output.
@@ -198,6 +219,85 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
   absl::MutexLock lock(&mu_);
   ++steps_;
   frames_ += static_cast<int64_t>(items_.size());
+}
+
+absl::Status Scheduler::StepWithFallback() {
+  // This thread is the backend's only caller, so Step runs without any lock held.
+  for (size_t j = 0; j < outputs_.size(); ++j) output_ptrs_[j] = outputs_[j].data();
+  absl::Status status =
+      backend_->Step(items_, output_ptrs_, absl::MakeSpan(ready_flags_.data(), items_.size()));
+  if (status.ok() || !shadowing_) return status;
+  RETURN_IF_ERROR(FallBack(status));
+  for (size_t i = 0; i < items_.size(); ++i) items_[i].slot = item_sessions_[i]->slot();
+  return backend_->Step(items_, output_ptrs_, absl::MakeSpan(ready_flags_.data(), items_.size()));
+}
+
+void Scheduler::UpdateShadows() {
+  for (size_t i = 0; i < items_.size(); ++i) {
+    auto it = shadows_.find(items_[i].slot);
+    if (it == shadows_.end()) continue;
+    Shadow& shadow = it->second;
+    shadow.frames.push_back(std::move(item_entries_[i]->frame));
+    if (static_cast<int>(shadow.frames.size()) < options_.snapshot_interval_frames) continue;
+    absl::StatusOr<std::vector<uint8_t>> state = backend_->ExportSlot(items_[i].slot);
+    if (!state.ok()) continue;  // Keep the frames; the next step will tell if the device died.
+    shadow.snapshot = *std::move(state);
+    shadow.frames.clear();
+  }
+}
+
+absl::Status Scheduler::FallBack(const absl::Status& cause) {
+  spdlog::error("model {}: {} backend failed ({}); moving {} session(s) to the CPU", options_.model,
+                backend_->name(), cause.ToString(), shadows_.size());
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> cpu, options_.make_fallback());
+  // Rebuild every session's state: its last snapshot, then the frames stepped since.
+  std::map<SlotId, Shadow> moved;
+  size_t longest = 0;
+  std::vector<std::pair<SlotId, const Shadow*>> order;
+  for (auto& [old_slot, shadow] : shadows_) {
+    ASSIGN_OR_RETURN(SlotId slot, cpu->AllocateSlot());
+    if (!shadow.snapshot.empty()) RETURN_IF_ERROR(cpu->ImportSlot(slot, shadow.snapshot));
+    shadow.session->set_slot(slot);
+    longest = std::max(longest, shadow.frames.size());
+    moved[slot] = std::move(shadow);
+  }
+  std::vector<StepItem> replay;
+  std::vector<std::vector<float>> scratch(outputs_.size());
+  std::vector<float*> scratch_ptrs(outputs_.size());
+  for (size_t j = 0; j < outputs_.size(); ++j) {
+    scratch[j].resize(options_.max_batch * program_->outputs[j].frame_size);
+    scratch_ptrs[j] = scratch[j].data();
+  }
+  std::vector<uint8_t> ready(options_.max_batch);
+  for (size_t t = 0; t < longest; ++t) {
+    replay.clear();
+    for (const auto& [slot, shadow] : moved) {
+      if (t < shadow.frames.size()) replay.push_back(StepItem{slot, shadow.frames[t].data()});
+    }
+    for (size_t first = 0; first < replay.size(); first += options_.max_batch) {
+      const size_t count = std::min<size_t>(options_.max_batch, replay.size() - first);
+      RETURN_IF_ERROR(cpu->Step(absl::MakeSpan(replay).subspan(first, count), scratch_ptrs,
+                                absl::MakeSpan(ready.data(), count)));
+    }
+  }
+  const size_t migrated = moved.size();
+  shadows_.clear();
+  shadowing_ = false;  // The CPU is the last resort: nothing to shadow any more.
+  backend_ = std::move(cpu);
+  if (metrics_ != nullptr) {
+    metrics_->fallbacks.fetch_add(1, std::memory_order_relaxed);
+    metrics_->sessions_migrated.fetch_add(static_cast<int64_t>(migrated),
+                                          std::memory_order_relaxed);
+    step_seconds_ = metrics_->StepSeconds(backend_->name());
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    backend_name_ = backend_->name();
+    degraded_reason_ =
+        absl::StrCat("model ", options_.model, " fell back to the CPU after: ", cause.message());
+  }
+  spdlog::warn("model {}: {} session(s) now on the CPU backend", options_.model, migrated);
+  return absl::OkStatus();
 }
 
 }  // namespace sluice::server

@@ -7,6 +7,7 @@
 
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,13 +28,21 @@ struct SchedulerOptions {
   std::string model;
   int max_batch = 256;
   absl::Duration max_queue_delay = absl::ZeroDuration();
+  // Makes the CPU backend that sessions move to when the primary backend fails a step. Unset
+  // when the primary is the CPU: a failed step then ends the sessions of that batch.
+  std::function<absl::StatusOr<std::unique_ptr<Backend>>()> make_fallback;
+  // With a fallback: every this many frames a session's state is copied to the host, and the
+  // frames since are kept, so its exact state can be rebuilt on the CPU after a device fault.
+  int snapshot_interval_frames = 64;
 };
 
 // Thread-safe. Owns its backend and the one thread that drives it.
 class Scheduler {
  public:
-  // `metrics` may be null; otherwise it must outlive the scheduler.
-  Scheduler(SchedulerOptions options, std::unique_ptr<Backend> backend, ModelMetrics* metrics);
+  // `backend` is loaded with `program`. `metrics` may be null; otherwise it must outlive the
+  // scheduler.
+  Scheduler(SchedulerOptions options, std::shared_ptr<const streaming::Program> program,
+            std::unique_ptr<Backend> backend, ModelMetrics* metrics);
   ~Scheduler();  // Stops the thread.
 
   void Start();
@@ -44,8 +53,10 @@ class Scheduler {
   // session, until the session's EndTurn returns false).
   void Enqueue(std::shared_ptr<Session> session);
 
-  const streaming::Program& program() const { return backend_->program(); }
-  std::string backend_name() const { return backend_->name(); }
+  const streaming::Program& program() const { return *program_; }
+  std::string backend_name() const;
+  // Empty while on the primary backend; why it fell back to the CPU otherwise.
+  std::string degraded_reason() const;
   const SchedulerOptions& options() const { return options_; }
 
   // Totals for tests and logs.
@@ -57,13 +68,34 @@ class Scheduler {
   // Runs one turn for `sessions`: control entries directly, frames as one Step.
   void RunTurn(std::vector<std::shared_ptr<Session>>& sessions);
   void ProcessControl(Session& session, SessionEntry& entry);
+  // Steps items_ on backend_; on a primary-backend failure, falls back to the CPU and retries.
+  absl::Status StepWithFallback();
+  // Moves every session's state to a new CPU backend (snapshot + replay) and makes it primary.
+  absl::Status FallBack(const absl::Status& cause);
+  // Records the frames just stepped in each session's host-side shadow.
+  void UpdateShadows();
+
+  // What the host keeps per session to rebuild its state exactly: the state at the last
+  // snapshot (empty = the initial state) and every frame stepped since.
+  struct Shadow {
+    Session* session = nullptr;  // Valid while the slot is allocated (the session holds it).
+    std::vector<uint8_t> snapshot;
+    std::vector<std::vector<float>> frames;
+  };
 
   const SchedulerOptions options_;
-  const std::unique_ptr<Backend> backend_;
+  const std::shared_ptr<const streaming::Program> program_;
+  // Owned by the scheduler thread once started (replaced on fallback).
+  std::unique_ptr<Backend> backend_;
   ModelMetrics* const metrics_;
+  bool shadowing_ = false;            // Scheduler thread only.
+  std::map<SlotId, Shadow> shadows_;  // Scheduler thread only.
+
   Histogram* step_seconds_ = nullptr;
 
   mutable absl::Mutex mu_;
+  std::string backend_name_ ABSL_GUARDED_BY(mu_);
+  std::string degraded_reason_ ABSL_GUARDED_BY(mu_);
   std::deque<std::shared_ptr<Session>> ready_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int64_t steps_ ABSL_GUARDED_BY(mu_) = 0;

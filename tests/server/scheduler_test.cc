@@ -294,8 +294,9 @@ class Harness {
     SchedulerOptions options;
     options.model = "fake";
     options.max_batch = max_batch;
-    scheduler_ = std::make_unique<Scheduler>(
-        options, std::make_unique<FakeBackend>(std::move(program), log_), nullptr);
+    std::shared_ptr<const streaming::Program> shared = std::move(program);
+    scheduler_ = std::make_unique<Scheduler>(options, shared,
+                                             std::make_unique<FakeBackend>(shared, log_), nullptr);
   }
   ~Harness() {
     scheduler_->Stop();

@@ -6,10 +6,14 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -80,6 +84,74 @@ inline v1::StreamRequest FramesRequest(const std::vector<std::vector<float>>& fr
                                    frame.size() * sizeof(float));
   }
   return request;
+}
+
+// Streams row `row` of a reference model through one session (random chunk sizes, concurrent
+// reader) and checks every output and its seq against the offline reference.
+inline void StreamRowAndCheck(v1::Streaming::Stub& stub, const std::string& served_name,
+                              const model_testing::ReferenceModel& model, int64_t row,
+                              uint32_t seed) {
+  auto s = StartStream(stub);
+  ASSERT_TRUE(s->Write(OpenRequest(served_name)));
+  v1::StreamResponse response;
+  ASSERT_TRUE(s->Read(&response));
+  ASSERT_TRUE(response.has_opened()) << response.DebugString();
+  EXPECT_EQ(response.opened().warmup_frames(), model.program->warmup_frames);
+
+  const streaming::StreamSpec& in = model.program->input;
+  const streaming::StreamSpec& out = model.program->outputs[0];
+  NpyArray actual = model_testing::NanArrayLike(model.expected);
+  std::vector<uint64_t> seqs;
+  std::thread reader([&] {
+    v1::StreamResponse r;
+    while (s->Read(&r)) {
+      if (!r.has_outputs()) continue;
+      const v1::Outputs& outputs = r.outputs();
+      const v1::Tensor& tensor = outputs.tensors(0);
+      for (uint32_t i = 0; i < outputs.count(); ++i) {
+        const uint64_t seq = outputs.first_seq() + i;
+        seqs.push_back(seq);
+        std::vector<float> frame(out.frame_size);
+        std::memcpy(frame.data(), tensor.data().data() + i * out.frame_size * sizeof(float),
+                    out.frame_size * sizeof(float));
+        const int64_t t = static_cast<int64_t>(seq) - model.program->warmup_frames;
+        if (t >= 0 && t < model.out_frames()) {
+          model_testing::ScatterFrame(frame, out, t, row, &actual);
+        }
+      }
+    }
+  });
+  std::mt19937 rng(seed);
+  int64_t t = 0;
+  while (t < model.frames()) {
+    const int64_t chunk = std::min<int64_t>(1 + rng() % 7, model.frames() - t);
+    std::vector<std::vector<float>> frames;
+    for (int64_t i = 0; i < chunk; ++i) {
+      frames.push_back(model_testing::ExtractFrame(model.input, in, t + i, row));
+    }
+    ASSERT_TRUE(s->Write(FramesRequest(frames, in.frame_shape)));
+    t += chunk;
+  }
+  v1::StreamRequest close;
+  close.mutable_close();
+  ASSERT_TRUE(s->Write(close));
+  s->stream->WritesDone();
+  reader.join();
+  const grpc::Status status = s->stream->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(static_cast<int64_t>(seqs.size()), model.out_frames());
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    ASSERT_EQ(seqs[i], i + model.program->warmup_frames) << "outputs out of order";
+  }
+  // Compare only this row.
+  for (int64_t tt = 0; tt < model.out_frames(); ++tt) {
+    const auto got = model_testing::ExtractFrame(actual, out, tt, row);
+    const auto want = model_testing::ExtractFrame(model.expected, out, tt, row);
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_LE(std::fabs(got[i] - want[i]), 1e-4f + 1e-4f * std::fabs(want[i]))
+          << served_name << " row " << row << " frame " << tt << " element " << i;
+    }
+  }
 }
 
 }  // namespace sluice::server_testing
