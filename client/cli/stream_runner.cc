@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "client/lib/frame_layout.h"
 #include "client/lib/status_util.h"
+#include "runtime/common/frame_layout.h"
 #include "runtime/common/status_macros.h"
 
 namespace sluice::client {
@@ -20,28 +21,6 @@ std::vector<int64_t> RowMajorStrides(const std::vector<int64_t>& shape) {
     strides[d] = strides[d + 1] * shape[d + 1];
   }
   return strides;
-}
-
-// Element offsets of frame (time 0, batch row `row`) inside an offline array of `shape`, in
-// frame_shape order; frame t adds t * strides[time_axis].
-std::vector<int64_t> FrameOffsets(const std::vector<int64_t>& shape, int time_axis, int batch_axis,
-                                  int64_t row) {
-  const std::vector<int64_t> strides = RowMajorStrides(shape);
-  std::vector<int64_t> offsets{0};
-  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
-    if (d == time_axis) continue;
-    if (d == batch_axis) {
-      for (int64_t& o : offsets) o += row * strides[d];
-      continue;
-    }
-    std::vector<int64_t> next;
-    next.reserve(offsets.size() * shape[d]);
-    for (int64_t o : offsets) {
-      for (int64_t i = 0; i < shape[d]; ++i) next.push_back(o + i * strides[d]);
-    }
-    offsets = std::move(next);
-  }
-  return offsets;
 }
 
 absl::Status CheckInput(const NpyArray& x, const v1::TensorSpec& spec, int batch_axis) {
@@ -146,7 +125,7 @@ absl::StatusOr<std::vector<NpyArray>> StreamArray(StreamingClient& client, const
   std::vector<float> chunk(static_cast<size_t>(options.chunk) * frame_size);
   std::vector<std::vector<int64_t>> offsets(rows);
   for (int64_t r = 0; r < rows; ++r) {
-    offsets[r] = FrameOffsets(x.shape, in.time_axis(), batch_axis, r);
+    offsets[r] = sluice::FrameOffsets(x.shape, in.time_axis(), batch_axis, 0, r);
   }
   for (int64_t t0 = 0; t0 < steps; t0 += options.chunk) {
     const int64_t k = std::min<int64_t>(options.chunk, steps - t0);
@@ -188,7 +167,7 @@ absl::StatusOr<std::vector<NpyArray>> StreamArray(StreamingClient& client, const
     const int64_t y_time_stride = RowMajorStrides(y.shape)[spec.time_axis()];
     for (int64_t r = 0; r < rows; ++r) {
       const std::vector<int64_t> y_offsets =
-          FrameOffsets(y.shape, spec.time_axis(), out_batch_axis, r);
+          sluice::FrameOffsets(y.shape, spec.time_axis(), out_batch_axis, 0, r);
       for (int64_t t = 0; t < out_steps; ++t) {
         const float* src = results[r][j].data() + t * size;
         for (int64_t i = 0; i < size; ++i) y.data[y_offsets[i] + t * y_time_stride] = src[i];

@@ -4,37 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/common/frame_layout.h"
 #include "runtime/common/status_macros.h"
 
 namespace sluice::streaming {
-namespace {
-
-// Element offsets of one frame (time index t, batch row r) inside an offline tensor.
-std::vector<int64_t> FrameOffsets(const std::vector<int64_t>& shape, int time_axis, int batch_axis,
-                                  int64_t t, int64_t r) {
-  std::vector<int64_t> strides(shape.size(), 1);
-  for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d) {
-    strides[d] = strides[d + 1] * shape[d + 1];
-  }
-  std::vector<int64_t> offsets{0};
-  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
-    if (d == time_axis || d == batch_axis) {
-      const int64_t index = d == time_axis ? t : r;
-      for (int64_t& o : offsets) o += index * strides[d];
-      continue;
-    }
-    std::vector<int64_t> next;
-    next.reserve(offsets.size() * shape[d]);
-    for (int64_t o : offsets) {
-      for (int64_t i = 0; i < shape[d]; ++i) next.push_back(o + i * strides[d]);
-    }
-    offsets = std::move(next);
-  }
-  return offsets;
-}
-
-}  // namespace
-
 absl::StatusOr<std::vector<NpyArray>> RunSequences(Backend& backend, const NpyArray& x,
                                                    const SequenceRunOptions& options) {
   const Program* program = &backend.program();

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/common/frame_layout.h"
 
 namespace sluice::server {
 namespace {
@@ -89,9 +90,9 @@ absl::Status DecodeFrames(const v1::Frames& frames, const streaming::StreamSpec&
   const int64_t elem_bytes = dtype == v1::INT16 ? 2 : 4;
   // Compare before multiplying: a forged frame count must not overflow.
   if (count > static_cast<int64_t>(tensor.data().size()) / (spec.frame_size * elem_bytes)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "frames hold ", tensor.data().size(), " bytes, too few for ", count, " frames of ",
-        spec.frame_size, " ", v1::DataType_Name(dtype), " values"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("frames hold ", tensor.data().size(), " bytes, too few for ", count,
+                     " frames of ", spec.frame_size, " ", v1::DataType_Name(dtype), " values"));
   }
   const int64_t elements = count * spec.frame_size;
   if (static_cast<int64_t>(tensor.data().size()) != elements * elem_bytes) {
@@ -103,22 +104,10 @@ absl::Status DecodeFrames(const v1::Frames& frames, const streaming::StreamSpec&
     return absl::InvalidArgumentError(
         absl::StrCat(frames.tags_size(), " tags for ", count, " frames (send none or one each)"));
   }
-  // Strides of `dims` with the time axis separated out: frame t's element i is at
-  // t * time_stride + offset(i).
-  std::vector<int64_t> strides(dims.size(), 1);
-  for (int d = static_cast<int>(dims.size()) - 2; d >= 0; --d)
-    strides[d] = strides[d + 1] * dims[d + 1];
-  const int64_t time_stride = strides[time_axis];
-  std::vector<int64_t> offsets{0};
-  for (int d = 0; d < static_cast<int>(dims.size()); ++d) {
-    if (d == time_axis) continue;
-    std::vector<int64_t> next;
-    next.reserve(offsets.size() * dims[d]);
-    for (int64_t o : offsets) {
-      for (int64_t i = 0; i < dims[d]; ++i) next.push_back(o + i * strides[d]);
-    }
-    offsets = std::move(next);
-  }
+  // Frame t's element i sits at t * time_stride + offsets[i].
+  int64_t time_stride = 1;
+  for (size_t d = time_axis + 1; d < dims.size(); ++d) time_stride *= dims[d];
+  const std::vector<int64_t> offsets = FrameOffsets(dims, time_axis, -1, 0, 0);
   std::vector<std::vector<float>> decoded(count, std::vector<float>(spec.frame_size));
   for (int64_t t = 0; t < count; ++t) {
     for (int64_t i = 0; i < spec.frame_size; ++i) {

@@ -25,6 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/types/span.h"
 #include "runtime/backend.h"
+#include "runtime/common/frame_layout.h"
 #include "runtime/common/npy.h"
 #include "runtime/streaming/program.h"
 #include "runtime/streaming/transform.h"
@@ -151,30 +152,7 @@ inline absl::StatusOr<ReferenceModel> LoadReferenceModel(const std::string& name
   return model;
 }
 
-// Element offsets, in row-major order of the remaining axes, of the frame (time index t, batch
-// row r) of a tensor shaped `shape`. `batch_axis` may be -1 (then r must be 0).
-inline std::vector<int64_t> FrameOffsets(const std::vector<int64_t>& shape, int time_axis,
-                                         int batch_axis, int64_t t, int64_t r) {
-  const int rank = static_cast<int>(shape.size());
-  std::vector<int64_t> strides(rank, 1);
-  for (int d = rank - 2; d >= 0; --d) strides[d] = strides[d + 1] * shape[d + 1];
-  std::vector<int64_t> offsets{0};
-  for (int d = 0; d < rank; ++d) {
-    if (d == time_axis) {
-      for (int64_t& o : offsets) o += t * strides[d];
-    } else if (d == batch_axis) {
-      for (int64_t& o : offsets) o += r * strides[d];
-    } else {
-      std::vector<int64_t> next;
-      next.reserve(offsets.size() * shape[d]);
-      for (int64_t o : offsets) {
-        for (int64_t i = 0; i < shape[d]; ++i) next.push_back(o + i * strides[d]);
-      }
-      offsets = std::move(next);
-    }
-  }
-  return offsets;
-}
+using ::sluice::FrameOffsets;
 
 inline std::vector<float> ExtractFrame(const NpyArray& array, const streaming::StreamSpec& spec,
                                        int64_t t, int64_t r) {
