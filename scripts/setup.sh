@@ -18,6 +18,12 @@ APT_PACKAGES=(
   python3 python3-venv python3-numpy python3-torch
 )
 PIP_PACKAGES=(onnxruntime==1.20.1 onnx==1.16.2)
+# Open Inference Protocol conformance (tests/oip): the Triton Python client, and perf_analyzer.
+# tritonclient 2.41.1's manylinux wheel ships the perf_analyzer binary in .venv/bin (the PyPI
+# "perf-analyzer" package is an empty placeholder); the binary links libcudart.so.12 (from
+# nvidia-cuda-runtime-cu12, never called without a GPU) and libb64.so.0d (Debian libb64-0d).
+# The grpc extra is spelled out (grpcio) because its protobuf<5 pin is only a packaging limit.
+PIP_PACKAGES+=(tritonclient==2.41.1 grpcio==1.85.3 nvidia-cuda-runtime-cu12==12.9.79)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi

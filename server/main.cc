@@ -2,6 +2,8 @@
 // HTTP admin endpoint for health and metrics.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
 
 #include "absl/flags/flag.h"
@@ -9,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
+#include "runtime/opencl/device.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 
@@ -26,7 +29,17 @@ ABSL_FLAG(int, grpc_port, 8001, "gRPC port (native streaming API, health, reflec
 ABSL_FLAG(int, http_port, 8000,
           "HTTP admin port (/healthz /readyz /metrics /v2/...); 0 = any, "
           "-1 = off.");
-ABSL_FLAG(std::string, backend, "auto", "Backend for models whose config says auto: auto|cpu.");
+ABSL_FLAG(std::string, backend, "auto",
+          "Backend for models whose config says auto: auto (an OpenCL accelerator if one is "
+          "found, an Intel FPGA first, else the CPU), cpu, or opencl.");
+ABSL_FLAG(std::string, opencl_platform, "", "OpenCL platform name substring (see --list_devices).");
+ABSL_FLAG(std::string, opencl_device, "",
+          "OpenCL device name substring; 'cpu' selects a CPU "
+          "device such as PoCL.");
+ABSL_FLAG(std::string, opencl_cache_dir, "",
+          "Cache for built OpenCL programs (default "
+          "~/.cache/sluice).");
+ABSL_FLAG(bool, list_devices, false, "List the OpenCL platforms and devices and exit.");
 ABSL_FLAG(int, max_sessions, 10000, "Most sessions open at once across all models.");
 ABSL_FLAG(int, threads, 0, "Cap on gRPC threads (0 = gRPC's default).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error.");
@@ -57,7 +70,19 @@ int main(int argc, char** argv) {
     std::cout << "sluice-server " << SLUICE_VERSION << "\n";
     return 0;
   }
+  if (absl::GetFlag(FLAGS_list_devices)) {
+    std::cout << sluice::opencl::ListDevices();
+    return 0;
+  }
   spdlog::set_level(spdlog::level::from_str(absl::GetFlag(FLAGS_log_level)));
+  // PoCL finds no device without a writable kernel cache: give it one unless the user did.
+  if (std::getenv("POCL_CACHE_DIR") == nullptr) {
+    const char* home = std::getenv("HOME");
+    const std::string dir = absl::StrCat(home != nullptr ? home : "/tmp", "/.cache/sluice/pocl");
+    std::error_code error;
+    std::filesystem::create_directories(dir, error);
+    setenv("POCL_CACHE_DIR", dir.c_str(), 0);
+  }
 
   // Signals are taken synchronously by this thread; every other thread inherits the mask.
   sigset_t signals;
@@ -72,6 +97,9 @@ int main(int argc, char** argv) {
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.backend = absl::GetFlag(FLAGS_backend);
+  options.opencl_platform = absl::GetFlag(FLAGS_opencl_platform);
+  options.opencl_device = absl::GetFlag(FLAGS_opencl_device);
+  options.opencl_cache_dir = absl::GetFlag(FLAGS_opencl_cache_dir);
   options.max_sessions = absl::GetFlag(FLAGS_max_sessions);
   options.threads = absl::GetFlag(FLAGS_threads);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);

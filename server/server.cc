@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "server/admin/http_server.h"
 #include "server/admin/metrics.h"
+#include "server/api/oip_service.h"  // OIP
 #include "server/api/stream_service.h"
 #include "server/repository/repository.h"
 #include "server/session/registry.h"
@@ -15,30 +16,6 @@
 
 namespace sluice::server {
 namespace {
-
-std::string JsonEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrCat("\\u00", absl::Hex(static_cast<unsigned char>(c), absl::kZeroPad2));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
 
 std::string TensorJson(const streaming::StreamSpec& spec) {
   return absl::StrCat("{\"name\":\"", JsonEscape(spec.name), "\",\"datatype\":\"FP32\",\"shape\":[",
@@ -126,6 +103,9 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
 
   RepositoryOptions repository_options;
   repository_options.backend = options.backend;
+  repository_options.opencl_platform = options.opencl_platform;
+  repository_options.opencl_device = options.opencl_device;
+  repository_options.opencl_cache_dir = options.opencl_cache_dir;
   repository_options.inject_device_fault_after_steps = options.inject_device_fault_after_steps;
   repository_options.fallback_snapshot_interval_frames = options.fallback_snapshot_interval_frames;
   auto repository =
@@ -139,6 +119,13 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   context.metrics = self->metrics_.get();
   context.draining = &self->draining_;
   self->streaming_service_ = std::make_unique<StreamingService>(context);
+  // OIP: the Open Inference Protocol (KServe v2 / Triton) service and its HTTP routes.
+  self->oip_service_ = std::make_unique<OipService>(context, SLUICE_VERSION);
+  if (self->admin_ != nullptr) {
+    if (absl::Status status = self->oip_service_->AddHttpRoutes(self->admin_.get()); !status.ok()) {
+      return status;
+    }
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -146,6 +133,7 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.grpc_port),
                            grpc::InsecureServerCredentials(), &self->grpc_port_);
   builder.RegisterService(self->streaming_service_.get());
+  builder.RegisterService(self->oip_service_.get());  // OIP
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   if (options.threads > 0) {

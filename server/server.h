@@ -21,6 +21,7 @@ namespace sluice::server {
 class AdminServer;
 class Metrics;
 class ModelRepository;
+class OipService;  // OIP: Open Inference Protocol service (server/api/oip_service.h).
 class SessionRegistry;
 class StreamingService;
 
@@ -30,6 +31,9 @@ struct ServerOptions {
   int grpc_port = 8001;  // 0 picks a free port (see grpc_port()).
   int http_port = 8000;  // 0 picks a free port; -1 disables the admin endpoint.
   std::string backend = "auto";
+  std::string opencl_platform;
+  std::string opencl_device;
+  std::string opencl_cache_dir;
   int max_sessions = 10000;
   int threads = 0;  // Cap on gRPC threads; 0 = gRPC's default.
   int64_t max_message_bytes = 16 << 20;
@@ -70,6 +74,7 @@ class SluiceServer {
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<SessionRegistry> registry_;
   std::unique_ptr<StreamingService> streaming_service_;
+  std::unique_ptr<OipService> oip_service_;  // OIP: before grpc_server_, outlives it.
   std::unique_ptr<grpc::Server> grpc_server_;
   std::unique_ptr<AdminServer> admin_;
   std::atomic<bool> draining_{false};

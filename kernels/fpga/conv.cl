@@ -19,7 +19,9 @@ SL_SWI __kernel void KNAME(__global const float* restrict in,      // [batch][CI
     const int head = (int)*(__global const long*)(slot + STATE_OFFSET);
     __global float* ring = (__global float*)(slot + STATE_OFFSET + CONV_HEADER);
     __global const float* window = ring + (head + 1) * CIN;
+    const bool taking = sl_step(slot) >= LAG;  // Before LAG the window is the stored frames.
     __global const float* frame = in + b * CIN;
+    __global const float* newest = taking ? frame : window + (TAPS - 1) * CIN;
     for (int o0 = 0; o0 < COUT; o0 += VEC) {
       const int g = o0 / COUT_G;
       __global const float* w = weight + g * (KERNEL * CIN_G * COUT_G) + (o0 - g * COUT_G);
@@ -32,14 +34,14 @@ SL_SWI __kernel void KNAME(__global const float* restrict in,      // [batch][CI
         const int i = k / CIN_G;
         const int c = k - i * CIN_G;
         const float x = i < KERNEL - 1 ? window[i * DIL * CIN + g * CIN_G + c]
-                                       : frame[g * CIN_G + c];
+                                       : newest[g * CIN_G + c];
 #pragma unroll
         for (int v = 0; v < VEC; ++v) SL_SR_ADD(sr[v], x * w[k * COUT_G + v]);
       }
 #pragma unroll
       for (int v = 0; v < VEC; ++v) out[b * COUT + o0 + v] = POST(bias[o0 + v] + sl_sr_sum(sr[v]));
     }
-    if (index > 0 && sl_step(slot) >= LAG) {
+    if (index > 0 && taking) {
 #pragma unroll 4
       for (int c = 0; c < CIN; ++c) {
         ring[head * CIN + c] = frame[c];

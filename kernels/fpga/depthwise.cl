@@ -14,8 +14,10 @@ SL_SWI __kernel void KNAME(__global const float* restrict in,      // [batch][C]
     const int head = (int)*(__global const long*)(slot + STATE_OFFSET);
     __global float* ring = (__global float*)(slot + STATE_OFFSET + CONV_HEADER);
     __global const float* window = ring + (head + 1) * C;
+    const bool taking = sl_step(slot) >= LAG;  // Before LAG the window is the stored frames.
     __global const float* frame = in + b * C;
-    const bool update = index > 0 && sl_step(slot) >= LAG;
+    __global const float* newest = taking ? frame : window + (TAPS - 1) * C;
+    const bool update = index > 0 && taking;
     for (int c0 = 0; c0 < C; c0 += VEC) {
 #pragma unroll
       for (int v = 0; v < VEC; ++v) {
@@ -23,7 +25,7 @@ SL_SWI __kernel void KNAME(__global const float* restrict in,      // [batch][C]
         float acc = bias[c];
 #pragma unroll
         for (int i = 0; i < KERNEL - 1; ++i) acc += weight[i * C + c] * window[i * DIL * C + c];
-        acc += weight[(KERNEL - 1) * C + c] * frame[c];
+        acc += weight[(KERNEL - 1) * C + c] * newest[c];
         out[b * C + c] = POST(acc);
       }
     }

@@ -15,11 +15,10 @@
 #define SR_DEPTH 8
 #endif
 
-#if defined(INTELFPGA_CL) || defined(__INTELFPGA_COMPILER__)
+// Launched as a task (one work-item). Other compilers (PoCL's clang) ignore the attribute.
 #define SL_SWI __attribute__((max_global_work_dim(0)))
-#else
-// Other compilers (PoCL's clang) do not know the attribute; a one work-item launch is the same.
-#define SL_SWI
+#if defined(__clang__) && !defined(INTELFPGA_CL) && !defined(__INTELFPGA_COMPILER__)
+#pragma clang diagnostic ignored "-Wunknown-attributes"
 #endif
 
 #if (defined(INTELFPGA_CL) || defined(__INTELFPGA_COMPILER__)) && defined(SLUICE_FPGA_CHANNELS)

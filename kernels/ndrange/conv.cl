@@ -10,6 +10,8 @@
 // The window of TAPS frames is ring[head + 1 .. head + TAPS] (oldest first); its newest frame
 // is this step's input, read from `in`. The input is written to ring positions head and
 // head + TAPS, which no work-item reads in this launch; the commit kernel advances head.
+// Before the op's LAG (warm-up) the ring is left alone and the window is the stored frames,
+// exactly as on the CPU backend.
 __kernel __attribute__((reqd_work_group_size(LOCAL_X, 1, 1)))
 void KNAME(__global const float* restrict in,      // [batch][CIN]
            __global float* restrict out,           // [batch][COUT]
@@ -34,10 +36,11 @@ void KNAME(__global const float* restrict in,      // [batch][CIN]
     const int head = (int)*(__global const long*)(slot + STATE_OFFSET);
     __global float* ring = (__global float*)(slot + STATE_OFFSET + CONV_HEADER);
     __global const float* frame = in + b * CIN;
+    const bool taking = sl_step(slot) >= LAG;  // Before LAG the ring keeps its frames.
     window[s] = ring + (head + 1) * CIN + g * CIN_G;
-    newest[s] = frame + g * CIN_G;
+    newest[s] = taking ? frame + g * CIN_G : ring + (head + TAPS) * CIN + g * CIN_G;
     acc[s] = bias_v;
-    if (index > 0 && sl_step(slot) >= LAG) {
+    if (index > 0 && taking) {
       for (int c = block; c < CIN; c += COUT / VEC) {
         const float x = frame[c];
         ring[head * CIN + c] = x;

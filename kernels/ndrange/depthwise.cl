@@ -18,13 +18,14 @@ void KNAME(__global const float* restrict in,      // [batch][C]
   const int head = (int)*(__global const long*)(slot + STATE_OFFSET);
   __global float* ring = (__global float*)(slot + STATE_OFFSET + CONV_HEADER);
   __global const float* window = ring + (head + 1) * C + c;
-  const VTYPE x_new = VLOAD(0, in + b * C + c);
+  const bool taking = sl_step(slot) >= LAG;  // Before LAG the window is the stored frames.
+  const VTYPE x_new = taking ? VLOAD(0, in + b * C + c) : VLOAD(0, window + (TAPS - 1) * C);
   VTYPE acc = VLOAD(0, bias + c);
   for (int i = 0; i < KERNEL - 1; ++i) {
     acc += VLOAD(0, weight + i * C + c) * VLOAD(0, window + i * DIL * C);
   }
   acc += VLOAD(0, weight + (KERNEL - 1) * C + c) * x_new;
-  if (index > 0 && sl_step(slot) >= LAG) {
+  if (index > 0 && taking) {
     VSTORE(x_new, 0, ring + head * C + c);
     VSTORE(x_new, 0, ring + (head + TAPS) * C + c);
   }

@@ -25,12 +25,12 @@ const char* ClErrorName(cl_int code);
 absl::Status ClStatus(cl_int code, std::string_view what);
 
 // Returns ClStatus(expr, #expr) from the enclosing function unless `expr` is CL_SUCCESS.
-#define CL_RETURN_IF_ERROR(expr)                                                       \
-  do {                                                                                 \
-    const cl_int sluice_cl_code_ = (expr);                                             \
-    if (sluice_cl_code_ != CL_SUCCESS) {                                               \
-      return ::sluice::opencl::ClStatus(sluice_cl_code_, #expr);                       \
-    }                                                                                  \
+#define CL_RETURN_IF_ERROR(expr)                                 \
+  do {                                                           \
+    const cl_int sluice_cl_code_ = (expr);                       \
+    if (sluice_cl_code_ != CL_SUCCESS) {                         \
+      return ::sluice::opencl::ClStatus(sluice_cl_code_, #expr); \
+    }                                                            \
   } while (0)
 
 namespace internal {

@@ -89,7 +89,8 @@ std::string DeviceInfo::Describe() const {
 absl::StatusOr<std::vector<DeviceInfo>> EnumerateDevices() {
   cl_uint platform_count = 0;
   const cl_int code = clGetPlatformIDs(0, nullptr, &platform_count);
-  if (code == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (code == CL_SUCCESS && platform_count == 0)) {
+  if (code == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ ||
+      (code == CL_SUCCESS && platform_count == 0)) {
     return absl::UnavailableError(
         "no OpenCL platform found: install an OpenCL ICD (e.g. pocl-opencl-icd) and check "
         "/etc/OpenCL/vendors");
@@ -140,10 +141,10 @@ std::string ListDevices() {
   std::string out = "OpenCL devices:\n";
   for (const DeviceInfo& info : *devices) absl::StrAppend(&out, "  ", info.Describe(), "\n");
   auto chosen = SelectDevice("", "");
-  absl::StrAppend(&out, "auto selects: ",
-                  chosen.ok() ? chosen->Describe()
-                              : "none (no FPGA, accelerator or GPU): the CPU backend",
-                  "\n");
+  absl::StrAppend(
+      &out, "auto selects: ",
+      chosen.ok() ? chosen->Describe() : "none (no FPGA, accelerator or GPU): the CPU backend",
+      "\n");
   return out;
 }
 

@@ -90,8 +90,8 @@ std::string UnaryExpr(ir::UnaryKind kind, const ir::UnaryParams& p, const std::s
     case ir::UnaryKind::kSoftplus:
       return absl::StrCat("select(log1p(exp(x)), x, x > ", c(20.f), ")");
     case ir::UnaryKind::kClip:
-      return absl::StrCat("select(select(x, ", c(p.hi), ", x > ", c(p.hi), "), ", c(p.lo),
-                          ", x < ", c(p.lo), ")");
+      return absl::StrCat("select(select(x, ", c(p.hi), ", x > ", c(p.hi), "), ", c(p.lo), ", x < ",
+                          c(p.lo), ")");
     case ir::UnaryKind::kExp:
       return "exp(x)";
     case ir::UnaryKind::kLog:
@@ -108,8 +108,8 @@ std::string UnaryExpr(ir::UnaryKind kind, const ir::UnaryParams& p, const std::s
       return absl::StrCat("select(", c(p.alpha), " * (exp(x) - ", one, "), x, x >= ", zero, ")");
     case ir::UnaryKind::kHardSigmoid: {
       const std::string y = absl::StrCat("(", c(p.alpha), " * x + ", c(p.beta), ")");
-      return absl::StrCat("select(select(", y, ", ", one, ", ", y, " > ", one, "), ", zero, ", ",
-                          y, " < ", zero, ")");
+      return absl::StrCat("select(select(", y, ", ", one, ", ", y, " > ", one, "), ", zero, ", ", y,
+                          " < ", zero, ")");
     }
     case ir::UnaryKind::kFloor:
       return "floor(x)";
@@ -147,12 +147,110 @@ KernelArg Value(int v) { return {Kind::kValue, v}; }
 KernelArg Const(int c) { return {Kind::kConst, c}; }
 KernelArg Arg(Kind kind) { return {kind, -1}; }
 
+// Sizes the kernels index with must agree with the program's values: a mismatch would read or
+// write outside a device buffer, which no driver reports reliably. Programs from the streaming
+// transform always pass; this guards hand-built or corrupted ones.
+absl::Status CheckShapes(const Program& p, const Op& op) {
+  const auto size = [&](int value) { return p.values[value].size; };
+  const auto fail = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed program: ", op.KindName(), " ", op.node, ": ", what));
+  };
+  const int64_t out = size(op.output);
+  const int64_t in = op.inputs.empty() ? 0 : size(op.inputs[0]);
+  if (op.inputs.empty() && !std::holds_alternative<streaming::BinaryOp>(op.params)) {
+    return fail("no input");
+  }
+  if (const auto* conv = std::get_if<ConvOp>(&op.params)) {
+    if (conv->groups <= 0 || conv->kernel <= 0 || conv->dilation <= 0 ||
+        conv->in_channels % conv->groups != 0 || conv->out_channels % conv->groups != 0 ||
+        in != conv->in_channels || out != conv->out_channels ||
+        static_cast<int64_t>(conv->weight.size()) !=
+            conv->out_channels * (conv->in_channels / conv->groups) * conv->kernel ||
+        conv->state_offset % 8 != 0 || conv->state_offset < 8 ||
+        conv->state_offset + streaming::ConvStateBytes(*conv) > p.state_bytes) {
+      return fail("conv sizes, weights or state region do not match");
+    }
+  } else if (const auto* linear = std::get_if<LinearOp>(&op.params)) {
+    if (linear->rows <= 0 || in != linear->rows * linear->in_features ||
+        out != linear->rows * linear->out_features ||
+        static_cast<int64_t>(linear->weight.size()) != linear->in_features * linear->out_features ||
+        (!linear->bias.empty() &&
+         static_cast<int64_t>(linear->bias.size()) != linear->out_features)) {
+      return fail("linear sizes or weights do not match");
+    }
+  } else if (const auto* rnn = std::get_if<RnnOp>(&op.params)) {
+    const int64_t gh = rnn->gates() * rnn->hidden;
+    if (in != rnn->input_size || out != rnn->hidden ||
+        static_cast<int64_t>(rnn->w.size()) != rnn->input_size * gh ||
+        static_cast<int64_t>(rnn->r.size()) != rnn->hidden * gh ||
+        static_cast<int64_t>(rnn->w_bias.size()) != gh ||
+        static_cast<int64_t>(rnn->r_bias.size()) != gh || rnn->state_offset % 8 != 0 ||
+        rnn->state_offset < 8 ||
+        rnn->state_offset + streaming::RnnStateBytes(*rnn) > p.state_bytes) {
+      return fail("recurrent sizes, weights or state region do not match");
+    }
+  } else if (std::holds_alternative<streaming::UnaryOp>(op.params)) {
+    if (in != out) return fail("input and output sizes differ");
+  } else if (const auto* binary = std::get_if<streaming::BinaryOp>(&op.params)) {
+    if (op.inputs.empty() || op.inputs.size() > 2) return fail("needs one or two inputs");
+    const bool two = op.inputs.size() == 2;
+    const int64_t b_size = two ? size(op.inputs[1]) : in;
+    const auto map_ok = [&](const std::vector<int32_t>& map, int64_t bound) {
+      if (map.empty()) return bound >= out;
+      if (static_cast<int64_t>(map.size()) != out) return false;
+      for (int32_t i : map) {
+        if (i < 0 || i >= bound) return false;
+      }
+      return true;
+    };
+    const bool ok =
+        two ? binary->constant.empty() && map_ok(binary->map_a, in) && map_ok(binary->map_b, b_size)
+            : static_cast<int64_t>(binary->constant.size()) == out &&
+                  (binary->constant_is_lhs ? map_ok(binary->map_b, in) : map_ok(binary->map_a, in));
+    if (!ok) return fail("operand sizes, maps or constant do not match the output");
+  } else if (const auto* reduce = std::get_if<ReduceOp>(&op.params)) {
+    const auto& v = reduce->shape;
+    if (in != v.outer * v.axis * v.inner || out != v.outer * v.inner) return fail("shape");
+  } else if (const auto* softmax = std::get_if<SoftmaxOp>(&op.params)) {
+    const auto& v = softmax->shape;
+    if (in != v.outer * v.axis * v.inner || out != in) return fail("shape");
+  } else if (const auto* norm = std::get_if<LayerNormOp>(&op.params)) {
+    const auto& v = norm->shape;
+    if (v.inner != 1 || in != v.outer * v.axis || out != in ||
+        static_cast<int64_t>(norm->scale.size()) != v.axis ||
+        static_cast<int64_t>(norm->bias.size()) != v.axis) {
+      return fail("shape, scale or bias");
+    }
+  } else if (const auto* concat = std::get_if<ConcatOp>(&op.params)) {
+    if (concat->parts.size() != op.inputs.size() || concat->parts.empty()) {
+      return fail("parts do not match the inputs");
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < concat->parts.size(); ++i) {
+      if (size(op.inputs[i]) != concat->outer * concat->parts[i]) return fail("part size");
+      total += concat->parts[i];
+    }
+    if (out != concat->outer * total) return fail("output size");
+  } else if (const auto* slice = std::get_if<SliceOp>(&op.params)) {
+    const auto& v = slice->shape;
+    const int64_t last = slice->start + (slice->count - 1) * slice->step;
+    if (in != v.outer * v.axis * v.inner || out != v.outer * slice->count * v.inner ||
+        slice->count <= 0 || slice->start < 0 || slice->start >= v.axis || last < 0 ||
+        last >= v.axis) {
+      return fail("shape or range");
+    }
+  }
+  return absl::OkStatus();
+}
+
 class Generator {
  public:
   Generator(const Program& program, const KernelOptions& options)
       : program_(program),
         swi_(options.variant == KernelVariant::kSingleWorkItem),
-        fused_local_(static_cast<size_t>(std::max(1, options.fused_local_size))) {
+        fused_local_(static_cast<size_t>(std::max(1, options.fused_local_size))),
+        mirror_(options.mirror_recurrent_state) {
     out_.variant = options.variant;
   }
 
@@ -201,6 +299,7 @@ class Generator {
   const Program& program_;
   const bool swi_;
   const size_t fused_local_;  // Fixed, so a kernel compiles for one local size per bucket.
+  const bool mirror_;
   KernelProgram out_;
   std::string body_;
   std::vector<std::string> commit_heads_;
@@ -217,7 +316,8 @@ absl::Status Generator::Instantiate(const std::string& path, const std::string& 
   const std::optional<std::string_view> text = KernelFileText(path);
   if (!text) return absl::InternalError(absl::StrCat("kernels/", path, " is not embedded"));
   absl::StrAppend(&body_, "\n// ---- ", what, " (kernels/", path, ")\n");
-  for (const auto& [name, value] : defines) absl::StrAppend(&body_, "#define ", name, " ", value, "\n");
+  for (const auto& [name, value] : defines)
+    absl::StrAppend(&body_, "#define ", name, " ", value, "\n");
   absl::StrAppend(&body_, std::string(*text));
   for (const auto& define : defines) {
     absl::StrAppend(&body_, "#undef ", define.first.substr(0, define.first.find('(')), "\n");
@@ -291,11 +391,6 @@ void Generator::AddStage(int k, const Op& op, std::vector<Launch> alternatives) 
 }
 
 absl::Status Generator::EmitConv(int k, const Op& op, const ConvOp& conv) {
-  if (conv.state_offset % 8 != 0 || conv.groups <= 0 || conv.in_channels % conv.groups != 0 ||
-      conv.out_channels % conv.groups != 0) {
-    return absl::UnimplementedError(
-        absl::StrCat(op.node, ": conv layout the OpenCL kernels do not support"));
-  }
   const int64_t cin = conv.in_channels;
   const int64_t cout = conv.out_channels;
   const int64_t cin_g = cin / conv.groups;
@@ -327,7 +422,7 @@ absl::Status Generator::EmitConv(int k, const Op& op, const ConvOp& conv) {
   commit_heads_.push_back(absl::StrFormat("if ((step) >= %d) sl_advance_head((slot) + %d, %d);",
                                           op.input_lag, conv.state_offset, conv.taps()));
   const std::vector<KernelArg> args = {Value(op.inputs[0]), Value(op.output), Const(weight),
-                                       Const(bias_index), Arg(Kind::kPool), Arg(Kind::kSlots),
+                                       Const(bias_index),   Arg(Kind::kPool), Arg(Kind::kSlots),
                                        Arg(Kind::kBatch)};
   Defines common = {{"KERNEL", absl::StrCat(conv.kernel)},
                     {"DIL", absl::StrCat(conv.dilation)},
@@ -406,8 +501,8 @@ absl::Status Generator::EmitConv(int k, const Op& op, const ConvOp& conv) {
 absl::Status Generator::EmitLinear(int k, const Op& op, const LinearOp& linear) {
   const bool has_bias = !linear.bias.empty();
   const int weight = AddFloats(absl::StrCat(op.node, " weight"), linear.weight);
-  const KernelArg bias = has_bias ? Const(AddFloats(absl::StrCat(op.node, " bias"), linear.bias))
-                                  : Arg(Kind::kUnused);
+  const KernelArg bias =
+      has_bias ? Const(AddFloats(absl::StrCat(op.node, " bias"), linear.bias)) : Arg(Kind::kUnused);
   const std::vector<KernelArg> args = {Value(op.inputs[0]), Value(op.output), Const(weight), bias,
                                        Arg(Kind::kBatch)};
   Defines common = {{"ROWS", absl::StrCat(linear.rows)},
@@ -453,16 +548,13 @@ absl::Status Generator::EmitLinear(int k, const Op& op, const LinearOp& linear) 
 }
 
 absl::Status Generator::EmitRnn(int k, const Op& op, const RnnOp& rnn) {
-  if (rnn.state_offset % 8 != 0) {
-    return absl::UnimplementedError(absl::StrCat(op.node, ": misaligned recurrent state"));
-  }
   const int w = AddFloats(absl::StrCat(op.node, " W"), rnn.w);
   const int r = AddFloats(absl::StrCat(op.node, " R"), rnn.r);
   const int wb = AddFloats(absl::StrCat(op.node, " W bias"), rnn.w_bias);
   const int rb = AddFloats(absl::StrCat(op.node, " R bias"), rnn.r_bias);
-  const std::vector<KernelArg> args = {Value(op.inputs[0]), Value(op.output), Const(w), Const(r),
-                                       Const(wb), Const(rb), Arg(Kind::kPool), Arg(Kind::kSlots),
-                                       Arg(Kind::kBatch)};
+  const std::vector<KernelArg> args = {
+      Value(op.inputs[0]), Value(op.output), Const(w),          Const(r),         Const(wb),
+      Const(rb),           Arg(Kind::kPool), Arg(Kind::kSlots), Arg(Kind::kBatch)};
   const std::string name = absl::StrCat("sl_op", k, rnn.gru ? "_gru" : "_lstm");
   Defines defines = {{"KNAME", name},
                      {"INPUT", absl::StrCat(rnn.input_size)},
@@ -484,8 +576,8 @@ absl::Status Generator::EmitRnn(int k, const Op& op, const RnnOp& rnn) {
     defines.emplace_back("POST(x)", Post(k, op, vec == 1 ? "float" : absl::StrCat("float", vec)));
     launches.push_back(Range(name, args, local, local));
   }
-  RETURN_IF_ERROR(Instantiate(Dir() + "rnn.cl", absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
-                              defines));
+  RETURN_IF_ERROR(Instantiate(Dir() + "rnn.cl",
+                              absl::StrCat("op ", k, " ", op.KindName(), " ", op.node), defines));
   AddStage(k, op, std::move(launches));
   return absl::OkStatus();
 }
@@ -526,13 +618,14 @@ absl::Status Generator::FlushRun() {
       type = "__global const int*";
     } else if (arg.kind == Kind::kReady) {
       type = "__global int*";
+    } else if (arg.kind == Kind::kMirror) {
+      type = "__global uint*";
     }
     absl::StrAppend(&params, type, " p", i, ", ");
   }
   const std::string name = absl::StrCat("sl_fused_", run_count_++);
-  Defines defines = {{"KNAME", name},
-                     {"FUSED_PARAMS", params},
-                     {"FUSED_BODY(b)", absl::StrJoin(run_calls_, " ")}};
+  Defines defines = {
+      {"KNAME", name}, {"FUSED_PARAMS", params}, {"FUSED_BODY(b)", absl::StrJoin(run_calls_, " ")}};
   std::vector<KernelArg> args = run_params_;
   args.push_back(Arg(Kind::kBatch));
   Launch launch;
@@ -559,13 +652,12 @@ absl::Status Generator::EmitUnary(int k, const Op& op, const streaming::UnaryOp&
   const std::string fn = absl::StrCat("sl_unary_", k);
   absl::StrAppend(&body_, "static inline float ", fn, "(float x) { return ",
                   UnaryExpr(unary.kind, unary.params, "float"), "; }\n");
-  RETURN_IF_ERROR(EmitSessionOp(
-      "unary.cl", absl::StrCat("sl_op", k, "_unary"),
-      absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
-      {{"SIZE", absl::StrCat(Size(op.output))},
-       {"UNARY(x)", absl::StrCat(fn, "(x)")},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), Value(op.output)}));
+  RETURN_IF_ERROR(EmitSessionOp("unary.cl", absl::StrCat("sl_op", k, "_unary"),
+                                absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
+                                {{"SIZE", absl::StrCat(Size(op.output))},
+                                 {"UNARY(x)", absl::StrCat(fn, "(x)")},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                {Value(op.inputs[0]), Value(op.output)}));
   return absl::OkStatus();
 }
 
@@ -573,11 +665,6 @@ absl::Status Generator::EmitBinary(int k, const Op& op, const streaming::BinaryO
   const int64_t size = Size(op.output);
   const int64_t a_size = Size(op.inputs[0]);
   const bool two = op.inputs.size() > 1;
-  if (!two && binary.constant.size() != static_cast<size_t>(size)) {
-    return absl::UnimplementedError(absl::StrCat(op.node, ": constant operand of ",
-                                                 binary.constant.size(), " values for ", size,
-                                                 " outputs"));
-  }
   const auto map_arg = [&](const std::vector<int32_t>& map, const char* which) {
     return map.empty() ? Arg(Kind::kUnused)
                        : Const(AddInts(absl::StrCat(op.node, " map ", which), map));
@@ -609,15 +696,14 @@ absl::Status Generator::EmitBinary(int k, const Op& op, const streaming::BinaryO
       rhs = "cst[i]";
     }
   }
-  RETURN_IF_ERROR(EmitSessionOp(
-      "binary.cl", absl::StrCat("sl_op", k, "_binary"),
-      absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
-      {{"SIZE", absl::StrCat(size)},
-       {"BINOP", BinaryFunction(binary.kind)},
-       {"LHS", lhs},
-       {"RHS", rhs},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), in1, map_a, map_b, cst, Value(op.output)}));
+  RETURN_IF_ERROR(EmitSessionOp("binary.cl", absl::StrCat("sl_op", k, "_binary"),
+                                absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
+                                {{"SIZE", absl::StrCat(size)},
+                                 {"BINOP", BinaryFunction(binary.kind)},
+                                 {"LHS", lhs},
+                                 {"RHS", rhs},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                {Value(op.inputs[0]), in1, map_a, map_b, cst, Value(op.output)}));
   return absl::OkStatus();
 }
 
@@ -648,56 +734,48 @@ absl::Status Generator::EmitReduce(int k, const Op& op, const ReduceOp& reduce) 
       step = "acc += x * x";
       break;
   }
-  RETURN_IF_ERROR(EmitSessionOp(
-      "reduce.cl", absl::StrCat("sl_op", k, "_reduce"), absl::StrCat("op ", k, " Reduce ", op.node),
-      {{"OUTER", absl::StrCat(v.outer)},
-       {"AXIS", absl::StrCat(v.axis)},
-       {"INNER", absl::StrCat(v.inner)},
-       {"REDUCE_INIT", init},
-       {"REDUCE_STEP(acc, x)", step},
-       {"REDUCE_FINAL(acc)", final_value},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), Value(op.output)}));
+  RETURN_IF_ERROR(EmitSessionOp("reduce.cl", absl::StrCat("sl_op", k, "_reduce"),
+                                absl::StrCat("op ", k, " Reduce ", op.node),
+                                {{"OUTER", absl::StrCat(v.outer)},
+                                 {"AXIS", absl::StrCat(v.axis)},
+                                 {"INNER", absl::StrCat(v.inner)},
+                                 {"REDUCE_INIT", init},
+                                 {"REDUCE_STEP(acc, x)", step},
+                                 {"REDUCE_FINAL(acc)", final_value},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                {Value(op.inputs[0]), Value(op.output)}));
   return absl::OkStatus();
 }
 
 absl::Status Generator::EmitSoftmax(int k, const Op& op, const SoftmaxOp& softmax) {
   const auto& v = softmax.shape;
-  RETURN_IF_ERROR(EmitSessionOp(
-      "softmax.cl", absl::StrCat("sl_op", k, "_softmax"),
-      absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
-      {{"OUTER", absl::StrCat(v.outer)},
-       {"AXIS", absl::StrCat(v.axis)},
-       {"INNER", absl::StrCat(v.inner)},
-       {"LOG", softmax.log ? "1" : "0"},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), Value(op.output)}));
+  RETURN_IF_ERROR(EmitSessionOp("softmax.cl", absl::StrCat("sl_op", k, "_softmax"),
+                                absl::StrCat("op ", k, " ", op.KindName(), " ", op.node),
+                                {{"OUTER", absl::StrCat(v.outer)},
+                                 {"AXIS", absl::StrCat(v.axis)},
+                                 {"INNER", absl::StrCat(v.inner)},
+                                 {"LOG", softmax.log ? "1" : "0"},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                {Value(op.inputs[0]), Value(op.output)}));
   return absl::OkStatus();
 }
 
 absl::Status Generator::EmitLayerNorm(int k, const Op& op, const LayerNormOp& norm) {
   const auto& v = norm.shape;
-  if (v.inner != 1 || norm.scale.size() != static_cast<size_t>(v.axis) ||
-      norm.bias.size() != static_cast<size_t>(v.axis)) {
-    return absl::UnimplementedError(absl::StrCat(op.node, ": layer norm layout"));
-  }
   const int scale = AddFloats(absl::StrCat(op.node, " scale"), norm.scale);
   const int bias = AddFloats(absl::StrCat(op.node, " bias"), norm.bias);
-  RETURN_IF_ERROR(EmitSessionOp(
-      "layernorm.cl", absl::StrCat("sl_op", k, "_layernorm"),
-      absl::StrCat("op ", k, " LayerNorm ", op.node),
-      {{"OUTER", absl::StrCat(v.outer)},
-       {"AXIS", absl::StrCat(v.axis)},
-       {"EPSILON", FloatLiteral(norm.epsilon)},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), Value(op.output), Const(scale), Const(bias)}));
+  RETURN_IF_ERROR(
+      EmitSessionOp("layernorm.cl", absl::StrCat("sl_op", k, "_layernorm"),
+                    absl::StrCat("op ", k, " LayerNorm ", op.node),
+                    {{"OUTER", absl::StrCat(v.outer)},
+                     {"AXIS", absl::StrCat(v.axis)},
+                     {"EPSILON", FloatLiteral(norm.epsilon)},
+                     {"POST(x)", Post(k, op, "float")}},
+                    {Value(op.inputs[0]), Value(op.output), Const(scale), Const(bias)}));
   return absl::OkStatus();
 }
 
 absl::Status Generator::EmitConcat(int k, const Op& op, const ConcatOp& concat) {
-  if (concat.parts.size() != op.inputs.size() || concat.parts.empty()) {
-    return absl::UnimplementedError(absl::StrCat(op.node, ": concat parts do not match inputs"));
-  }
   int64_t total = 0;
   std::string params;
   std::string fetch;
@@ -717,28 +795,28 @@ absl::Status Generator::EmitConcat(int k, const Op& op, const ConcatOp& concat) 
   }
   args.push_back(Value(op.output));
   RETURN_IF_ERROR(EmitSessionOp("concat.cl", absl::StrCat("sl_op", k, "_concat"),
-                                  absl::StrCat("op ", k, " Concat ", op.node),
-                                  {{"OUTER", absl::StrCat(concat.outer)},
-                                   {"TOTAL", absl::StrCat(total)},
-                                   {"CONCAT_PARAMS", params},
-                                   {"CONCAT_FETCH(b, o, w)", absl::StrCat("(", fetch, ")")},
-                                   {"POST(x)", Post(k, op, "float")}},
-                                  std::move(args)));
+                                absl::StrCat("op ", k, " Concat ", op.node),
+                                {{"OUTER", absl::StrCat(concat.outer)},
+                                 {"TOTAL", absl::StrCat(total)},
+                                 {"CONCAT_PARAMS", params},
+                                 {"CONCAT_FETCH(b, o, w)", absl::StrCat("(", fetch, ")")},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                std::move(args)));
   return absl::OkStatus();
 }
 
 absl::Status Generator::EmitSlice(int k, const Op& op, const SliceOp& slice) {
   const auto& v = slice.shape;
-  RETURN_IF_ERROR(EmitSessionOp(
-      "slice.cl", absl::StrCat("sl_op", k, "_slice"), absl::StrCat("op ", k, " Slice ", op.node),
-      {{"OUTER", absl::StrCat(v.outer)},
-       {"AXIS", absl::StrCat(v.axis)},
-       {"INNER", absl::StrCat(v.inner)},
-       {"START", absl::StrCat(slice.start)},
-       {"STEP", absl::StrCat(slice.step)},
-       {"COUNT", absl::StrCat(slice.count)},
-       {"POST(x)", Post(k, op, "float")}},
-      {Value(op.inputs[0]), Value(op.output)}));
+  RETURN_IF_ERROR(EmitSessionOp("slice.cl", absl::StrCat("sl_op", k, "_slice"),
+                                absl::StrCat("op ", k, " Slice ", op.node),
+                                {{"OUTER", absl::StrCat(v.outer)},
+                                 {"AXIS", absl::StrCat(v.axis)},
+                                 {"INNER", absl::StrCat(v.inner)},
+                                 {"START", absl::StrCat(slice.start)},
+                                 {"STEP", absl::StrCat(slice.step)},
+                                 {"COUNT", absl::StrCat(slice.count)},
+                                 {"POST(x)", Post(k, op, "float")}},
+                                {Value(op.inputs[0]), Value(op.output)}));
   return absl::OkStatus();
 }
 
@@ -750,11 +828,30 @@ absl::Status Generator::EmitCopy(int output, int value) {
 }
 
 absl::Status Generator::EmitCommit() {
-  return EmitSessionOp(
-      "commit.cl", "sl_commit", "commit",
-      {{"WARMUP", absl::StrCat(program_.warmup_frames)},
-       {"COMMIT_HEADS(slot, step)", absl::StrJoin(commit_heads_, " ")}},
-      {Arg(Kind::kPool), Arg(Kind::kSlots), Arg(Kind::kReady)});
+  std::string copy;
+  int64_t words = 0;
+  if (mirror_) {
+    copy = "sl_copy_words((dst), (slot), 2);";  // The step counter, already incremented.
+    words = 2;
+    out_.mirror_bytes = sizeof(int64_t);
+    for (const Op& op : program_.ops) {
+      const auto* rnn = std::get_if<RnnOp>(&op.params);
+      if (rnn == nullptr) continue;
+      const int64_t bytes = streaming::RnnStateBytes(*rnn);
+      absl::StrAppend(&copy, " sl_copy_words((dst) + ", words, ", (slot) + ", rnn->state_offset,
+                      ", ", bytes / 4, ");");
+      out_.mirror_regions.emplace_back(rnn->state_offset, bytes);
+      out_.mirror_bytes += bytes;
+      words += bytes / 4;
+    }
+  }
+  return EmitSessionOp("commit.cl", "sl_commit", "commit",
+                       {{"WARMUP", absl::StrCat(program_.warmup_frames)},
+                        {"COMMIT_HEADS(slot, step)", absl::StrJoin(commit_heads_, " ")},
+                        {"MIRROR_WORDS", absl::StrCat(words)},
+                        {"MIRROR_COPY(slot, dst)", copy}},
+                       {Arg(Kind::kPool), Arg(Kind::kSlots), Arg(Kind::kReady),
+                        mirror_ ? Arg(Kind::kMirror) : Arg(Kind::kUnused)});
 }
 
 absl::StatusOr<KernelProgram> Generator::Run() {
@@ -776,6 +873,7 @@ absl::StatusOr<KernelProgram> Generator::Run() {
         return absl::InvalidArgumentError(absl::StrCat("malformed program: op ", k, " input"));
       }
     }
+    RETURN_IF_ERROR(CheckShapes(p, op));
     const bool gemm_class = std::holds_alternative<ConvOp>(op.params) ||
                             std::holds_alternative<LinearOp>(op.params) ||
                             std::holds_alternative<RnnOp>(op.params);
@@ -868,8 +966,9 @@ absl::StatusOr<KernelVariant> ParseKernelVariant(std::string_view name) {
   if (lower == "single_work_item" || lower == "swi" || lower == "fpga") {
     return KernelVariant::kSingleWorkItem;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown OpenCL kernel variant '", std::string(name), "' (auto, ndrange or single_work_item)"));
+  return absl::InvalidArgumentError(absl::StrCat("unknown OpenCL kernel variant '",
+                                                 std::string(name),
+                                                 "' (auto, ndrange or single_work_item)"));
 }
 
 unsigned Launch::Geometry(int bucket, size_t global[2], size_t local[2]) const {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -34,6 +35,7 @@ struct KernelArg {
     kPool,    // The state pool.
     kSlots,   // [bucket] int32 pool indices (0 = padding row).
     kReady,   // [bucket] int32 ready flags in the result buffer.
+    kMirror,  // [bucket][mirror_bytes] recurrent-state read-back in the result buffer.
     kBatch,   // int: the bucket's row count.
     kUnused,  // A buffer parameter this op does not use (bound to a placeholder).
   };
@@ -60,8 +62,8 @@ struct Launch {
 };
 
 // The launches of one GEMM-class op (conv, linear, LSTM/GRU), or of one fused run of
-// consecutive per-session ops (elementwise, reductions, ..., and the step commit). Alternatives differ only in rows_per_item, most
-// first; a bucket uses the first that fits.
+// consecutive per-session ops (elementwise, reductions, ..., and the step commit). Alternatives
+// differ only in rows_per_item, most first; a bucket uses the first that fits.
 struct Stage {
   std::string what;  // "op 3 Conv /conv1/Conv", for errors.
   std::vector<Launch> alternatives;
@@ -88,6 +90,10 @@ struct KernelProgram {
   std::vector<int> value_output;
   // Bytes between session slots in the pool (program.state_bytes rounded up to 64).
   int64_t slot_stride = 64;
+  // With KernelOptions::mirror_recurrent_state: per session and step, the int64 step counter
+  // and then each of these (state offset, bytes) regions, copied after the step.
+  int64_t mirror_bytes = 0;
+  std::vector<std::pair<int64_t, int64_t>> mirror_regions;
 };
 
 // 64-bit FNV-1a: stable across runs and builds (cache keys, fingerprints).
@@ -97,6 +103,8 @@ struct KernelOptions {
   KernelVariant variant = KernelVariant::kNdRange;  // kNdRange or kSingleWorkItem, not kAuto.
   // Work-group size of the fused per-session kernels (NDRange): one session per work-item.
   int fused_local_size = 1;
+  // Copy each session's step counter and LSTM/GRU state to the result buffer every step.
+  bool mirror_recurrent_state = false;
 };
 
 // Generates the program. InvalidArgument for kAuto or a malformed program; Unimplemented for

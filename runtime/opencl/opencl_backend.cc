@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "runtime/common/status_macros.h"
@@ -21,8 +22,8 @@ size_t RoundUp(size_t n, size_t multiple) { return (n + multiple - 1) / multiple
 absl::StatusOr<ClMem> CreateBuffer(cl_context context, cl_mem_flags flags, size_t bytes,
                                    const void* data, const std::string& what) {
   cl_int code = CL_SUCCESS;
-  ClMem mem(clCreateBuffer(context, flags, std::max<size_t>(bytes, 4), const_cast<void*>(data),
-                           &code));
+  ClMem mem(
+      clCreateBuffer(context, flags, std::max<size_t>(bytes, 4), const_cast<void*>(data), &code));
   if (code != CL_SUCCESS) {
     return ClStatus(code, absl::StrCat("allocating ", bytes, " bytes for ", what));
   }
@@ -60,17 +61,26 @@ absl::Status OpenClBackend::Load(std::shared_ptr<const streaming::Program> progr
   if (program == nullptr) return absl::InvalidArgumentError("no program");
   if (options.max_batch <= 0) return absl::InvalidArgumentError("max_batch must be positive");
   if (options.max_slots < 0) return absl::InvalidArgumentError("max_slots must not be negative");
+  for (const streaming::Value& value : program->values) {
+    // Kernels index a bucket's rows of a value with 32-bit ints.
+    if (static_cast<int64_t>(options.max_batch) * std::max<int64_t>(value.size, 1) >
+        std::numeric_limits<int32_t>::max() / 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_batch ", options.max_batch, " is too large for value ", value.name));
+    }
+  }
   program_ = std::move(program);
   options_ = options;
 
   ASSIGN_OR_RETURN(device_, SelectDevice(opencl_options_.platform, opencl_options_.device));
   KernelVariant variant = opencl_options_.variant;
   if (variant == KernelVariant::kAuto) {
-    variant = device_.PrefersSingleWorkItem() ? KernelVariant::kSingleWorkItem
-                                              : KernelVariant::kNdRange;
+    variant =
+        device_.PrefersSingleWorkItem() ? KernelVariant::kSingleWorkItem : KernelVariant::kNdRange;
   }
   KernelOptions kernel_options;
   kernel_options.variant = variant;
+  kernel_options.mirror_recurrent_state = opencl_options_.read_back_recurrent_state;
   kernel_options.fused_local_size = opencl_options_.fused_local_size > 0
                                         ? opencl_options_.fused_local_size
                                         : ((device_.type & CL_DEVICE_TYPE_CPU) != 0 ? 1 : 32);
@@ -100,8 +110,8 @@ absl::Status OpenClBackend::Load(std::shared_ptr<const streaming::Program> progr
     for (const Launch& launch : stage.alternatives) {
       if (launch.local_x > max_group) {
         return absl::UnimplementedError(absl::StrCat(stage.what, " needs work-groups of ",
-                                                     launch.local_x, "; ", device_.name,
-                                                     " allows ", max_group));
+                                                     launch.local_x, "; ", device_.name, " allows ",
+                                                     max_group));
       }
     }
   }
@@ -117,19 +127,20 @@ absl::Status OpenClBackend::Load(std::shared_ptr<const streaming::Program> progr
     std::fill(host_staging_.begin(), host_staging_.end(), 0);
     RETURN_IF_ERROR(RunChain(bucket, bucket.frames_offset));
   }
+  loaded_ = true;
   return absl::OkStatus();
 }
 
 absl::Status OpenClBackend::LoadProgram() {
   if (!opencl_options_.binary_path.empty()) {
-    ASSIGN_OR_RETURN(cl_program_, LoadProgramBinaryFile(context_.get(), device_,
-                                                        opencl_options_.binary_path,
-                                                        kernels_.build_options));
+    ASSIGN_OR_RETURN(cl_program_,
+                     LoadProgramBinaryFile(context_.get(), device_, opencl_options_.binary_path,
+                                           kernels_.build_options));
   } else {
     using Cache = OpenClOptions::Cache;
-    const bool cache = opencl_options_.cache == Cache::kOn ||
-                       (opencl_options_.cache == Cache::kAuto &&
-                        (device_.type & CL_DEVICE_TYPE_CPU) == 0);
+    const bool cache =
+        opencl_options_.cache == Cache::kOn ||
+        (opencl_options_.cache == Cache::kAuto && (device_.type & CL_DEVICE_TYPE_CPU) == 0);
     const std::string cache_dir = !cache                              ? std::string()
                                   : opencl_options_.cache_dir.empty() ? DefaultCacheDir()
                                                                       : opencl_options_.cache_dir;
@@ -142,11 +153,11 @@ absl::Status OpenClBackend::LoadProgram() {
   cl_int code = CL_SUCCESS;
   ClKernel fingerprint(clCreateKernel(cl_program_.get(), kernels_.fingerprint.c_str(), &code));
   if (code == CL_INVALID_KERNEL_NAME) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "program binary ", opencl_options_.binary_path,
-        " was not built for this model and kernel variant (",
-        KernelVariantName(kernels_.variant), "): it has no kernel ", kernels_.fingerprint,
-        "; rebuild it from the source this model generates"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("program binary ", opencl_options_.binary_path,
+                     " was not built for this model and kernel variant (",
+                     KernelVariantName(kernels_.variant), "): it has no kernel ",
+                     kernels_.fingerprint, "; rebuild it from the source this model generates"));
   }
   CL_RETURN_IF_ERROR(code);
   return absl::OkStatus();
@@ -157,13 +168,13 @@ absl::Status OpenClBackend::CreateBuffers() {
   const int max_rows = buckets_.back();
   const cl_context context = context_.get();
   for (const ConstTensor& tensor : kernels_.consts) {
-    ASSIGN_OR_RETURN(ClMem mem, CreateBuffer(context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
-                                             tensor.bytes.size(), tensor.bytes.data(),
-                                             tensor.name));
+    ASSIGN_OR_RETURN(ClMem mem,
+                     CreateBuffer(context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR,
+                                  tensor.bytes.size(), tensor.bytes.data(), tensor.name));
     consts_.push_back(std::move(mem));
   }
-  ASSIGN_OR_RETURN(placeholder_, CreateBuffer(context, CL_MEM_READ_WRITE, 64, nullptr,
-                                              "an unused argument"));
+  ASSIGN_OR_RETURN(placeholder_,
+                   CreateBuffer(context, CL_MEM_READ_WRITE, 64, nullptr, "an unused argument"));
   values_.resize(p.values.size());
   for (size_t v = 0; v < p.values.size(); ++v) {
     if (static_cast<int>(v) == p.input_value || kernels_.value_output[v] >= 0) continue;
@@ -190,7 +201,10 @@ absl::Status OpenClBackend::CreateBuffers() {
       offset = RoundUp(offset + rows * output.frame_size * sizeof(float), align_bytes_);
     }
     bucket.ready_offset = offset;
-    bucket.result_bytes = offset + rows * sizeof(int32_t);
+    offset = RoundUp(offset + rows * sizeof(int32_t), align_bytes_);
+    bucket.mirror_offset = offset;
+    bucket.result_bytes = kernels_.mirror_bytes > 0 ? offset + rows * kernels_.mirror_bytes
+                                                    : bucket.ready_offset + rows * sizeof(int32_t);
     result_bytes = std::max(result_bytes, bucket.result_bytes);
   }
   ASSIGN_OR_RETURN(staging_, CreateBuffer(context, CL_MEM_READ_ONLY, staging_bytes, nullptr,
@@ -205,9 +219,9 @@ absl::Status OpenClBackend::CreateBuffers() {
                   : std::clamp<int64_t>(kDefaultPoolBytes / slot_stride_, 1, kDefaultSlots);
   const size_t pool_bytes = static_cast<size_t>(capacity_ + 1) * slot_stride_;
   if (pool_bytes > max_alloc_bytes_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(capacity_, " session slots of ", slot_stride_, " bytes exceed the ",
-                     max_alloc_bytes_, "-byte buffer limit of ", device_.name));
+    return absl::ResourceExhaustedError(absl::StrCat(capacity_, " session slots of ", slot_stride_,
+                                                     " bytes exceed the ", max_alloc_bytes_,
+                                                     "-byte buffer limit of ", device_.name));
   }
   ASSIGN_OR_RETURN(pool_, CreateBuffer(context, CL_MEM_READ_WRITE, pool_bytes, nullptr,
                                        "the session state pool"));
@@ -224,13 +238,16 @@ absl::Status OpenClBackend::CreateBuffers() {
     ASSIGN_OR_RETURN(bucket.frames,
                      SubBuffer(staging_.get(), bucket.frames_offset, rows * frame_bytes));
     for (size_t j = 0; j < p.outputs.size(); ++j) {
-      ASSIGN_OR_RETURN(ClMem output,
-                       SubBuffer(result_.get(), bucket.output_offsets[j],
-                                 rows * p.outputs[j].frame_size * sizeof(float)));
+      ASSIGN_OR_RETURN(ClMem output, SubBuffer(result_.get(), bucket.output_offsets[j],
+                                               rows * p.outputs[j].frame_size * sizeof(float)));
       bucket.outputs.push_back(std::move(output));
     }
     ASSIGN_OR_RETURN(bucket.ready,
                      SubBuffer(result_.get(), bucket.ready_offset, rows * sizeof(int32_t)));
+    if (kernels_.mirror_bytes > 0) {
+      ASSIGN_OR_RETURN(bucket.mirror, SubBuffer(result_.get(), bucket.mirror_offset,
+                                                rows * kernels_.mirror_bytes));
+    }
     RETURN_IF_ERROR(BindBucket(bucket));
   }
   return absl::OkStatus();
@@ -277,6 +294,9 @@ absl::Status OpenClBackend::BindBucket(Bucket& bucket) {
         case Kind::kReady:
           mem = bucket.ready.get();
           break;
+        case Kind::kMirror:
+          mem = bucket.mirror.get();
+          break;
         case Kind::kUnused:
           mem = placeholder_.get();
           break;
@@ -313,7 +333,7 @@ absl::Status OpenClBackend::Fail(absl::Status status) {
 }
 
 absl::Status OpenClBackend::CheckHealthy() const {
-  if (program_ == nullptr) return absl::FailedPreconditionError("backend not loaded");
+  if (!loaded_) return absl::FailedPreconditionError("backend not loaded");
   if (!failure_.ok()) {
     return absl::UnavailableError(
         absl::StrCat("OpenCL device ", device_.name, " failed earlier: ", failure_.message()));
@@ -333,17 +353,17 @@ absl::Status OpenClBackend::GrowPool() {
   const size_t old_bytes = static_cast<size_t>(capacity_ + 1) * slot_stride_;
   const size_t bytes = static_cast<size_t>(capacity + 1) * slot_stride_;
   if (bytes > max_alloc_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "the session pool cannot grow past ", capacity_, " slots on ", device_.name));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("the session pool cannot grow past ", capacity_, " slots on ", device_.name));
   }
-  auto pool = CreateBuffer(context_.get(), CL_MEM_READ_WRITE, bytes, nullptr,
-                           "the session state pool");
+  auto pool =
+      CreateBuffer(context_.get(), CL_MEM_READ_WRITE, bytes, nullptr, "the session state pool");
   if (!pool.ok()) {
-    return absl::ResourceExhaustedError(absl::StrCat("growing the session pool: ",
-                                                     pool.status().message()));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("growing the session pool: ", pool.status().message()));
   }
-  CL_RETURN_IF_ERROR(clEnqueueCopyBuffer(queue_.get(), pool_.get(), pool->get(), 0, 0, old_bytes,
-                                         0, nullptr, nullptr));
+  CL_RETURN_IF_ERROR(clEnqueueCopyBuffer(queue_.get(), pool_.get(), pool->get(), 0, 0, old_bytes, 0,
+                                         nullptr, nullptr));
   pool_ = *std::move(pool);  // The old buffer is freed once the copy is done.
   const cl_mem mem = pool_.get();
   for (const auto& [kernel, index] : pool_args_) {
@@ -391,7 +411,7 @@ absl::Status OpenClBackend::ResetSlot(SlotId slot) {
 }
 
 absl::Status OpenClBackend::FreeSlot(SlotId slot) {
-  if (program_ == nullptr) return absl::FailedPreconditionError("backend not loaded");
+  if (!loaded_) return absl::FailedPreconditionError("backend not loaded");
   RETURN_IF_ERROR(CheckSlot(slot));
   slot_live_[slot] = 0;
   free_slots_.push_back(slot);
@@ -422,8 +442,8 @@ absl::Status OpenClBackend::ImportSlot(SlotId slot, absl::Span<const uint8_t> st
   return absl::OkStatus();
 }
 
-absl::Status OpenClBackend::Step(absl::Span<const StepItem> batch,
-                                 absl::Span<float* const> outputs, absl::Span<uint8_t> ready) {
+absl::Status OpenClBackend::Step(absl::Span<const StepItem> batch, absl::Span<float* const> outputs,
+                                 absl::Span<uint8_t> ready) {
   RETURN_IF_ERROR(CheckHealthy());
   const streaming::Program& p = *program_;
   const int n = static_cast<int>(batch.size());
@@ -463,6 +483,11 @@ absl::Status OpenClBackend::Step(absl::Span<const StepItem> batch,
   const absl::Status run = RunChain(bucket, bucket.frames_offset + n * frame_bytes);
   if (!run.ok()) return Fail(run);
   ++steps_run_;
+  last_rows_ = n;
+  if (kernels_.mirror_bytes > 0) {  // Kept apart: a later failed step may clobber the buffer.
+    const uint8_t* mirror = host_result_.data() + bucket.mirror_offset;
+    last_mirror_.assign(mirror, mirror + n * kernels_.mirror_bytes);
+  }
   last_step_launches_ = static_cast<int64_t>(bucket.chain.size());
   last_step_transfers_ = 2;
 
@@ -475,8 +500,29 @@ absl::Status OpenClBackend::Step(absl::Span<const StepItem> batch,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<uint8_t>> OpenClBackend::LastStepRecurrentState(int row) const {
+  if (kernels_.mirror_bytes == 0) {
+    return absl::FailedPreconditionError(
+        "recurrent state is read back only with OpenClOptions::read_back_recurrent_state");
+  }
+  if (last_rows_ == 0) return absl::FailedPreconditionError("no step yet");
+  if (row < 0 || row >= last_rows_) {
+    return absl::OutOfRangeError(
+        absl::StrCat("row ", row, " outside the last batch of ", last_rows_));
+  }
+  std::vector<uint8_t> state(program_->state_bytes, 0);
+  const uint8_t* mirror = last_mirror_.data() + row * kernels_.mirror_bytes;
+  std::memcpy(state.data(), mirror, sizeof(int64_t));
+  size_t at = sizeof(int64_t);
+  for (const auto& [offset, bytes] : kernels_.mirror_regions) {
+    std::memcpy(state.data() + offset, mirror + at, bytes);
+    at += bytes;
+  }
+  return state;
+}
+
 absl::Status OpenClBackend::SaveProgramBinary(const std::string& path) const {
-  if (program_ == nullptr) return absl::FailedPreconditionError("backend not loaded");
+  if (!loaded_) return absl::FailedPreconditionError("backend not loaded");
   return SaveProgramBinaryFile(cl_program_.get(), device_, path);
 }
 

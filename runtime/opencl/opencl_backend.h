@@ -11,10 +11,13 @@
 //   staging    per step, written once: [bucket] int32 pool indices (0 = padding), then the
 //              bucket's input frames (sub-buffers per bucket, aligned for the device).
 //   result     per step, read once: each model output's [bucket][frame size], then [bucket]
-//              int32 ready flags. The last op of an output writes straight into it.
-// Batches are padded to a bucket (powers of two up to max_batch, and max_batch itself); each
-// bucket has its own kernel objects with every argument bound at Load, and its chain is run
-// once at Load, so nothing compiles or is re-bound while serving.
+//              int32 ready flags (then, optionally, the recurrent-state read-back). The last op
+//              of an output writes straight into it.
+// The chain (kernel_source.h): one kernel per conv / linear / LSTM / GRU op, and one fused
+// kernel per run of the other ops; the last run also commits the step (ring heads, ready
+// flags, step counters). Batches are padded to a bucket (powers of two up to max_batch, and
+// max_batch itself); each bucket has its own kernel objects with every argument bound at Load,
+// and its chain runs once at Load, so nothing compiles or is re-bound while serving.
 #ifndef SLUICE_RUNTIME_OPENCL_OPENCL_BACKEND_H_
 #define SLUICE_RUNTIME_OPENCL_OPENCL_BACKEND_H_
 
@@ -49,6 +52,11 @@ struct OpenClOptions {
   // SaveProgramBinary) loaded with clCreateProgramWithBinary instead of building the source.
   std::string binary_path;
   KernelVariant variant = KernelVariant::kAuto;
+  // Every Step also brings back, in its one read, each session's step counter and LSTM/GRU
+  // state (h, c) after the step (see LastStepRecurrentState): what a fallback needs to carry
+  // recurrent sessions over exactly when the device stops answering. Costs 8 + 4 * (hidden
+  // floats of h and c) bytes per session per step; no extra transfer or launch.
+  bool read_back_recurrent_state = false;
   // Test hook: after this many successful non-empty Steps, every Step (and Export, Import,
   // Allocate, Reset) fails with Unavailable as if the device had died. 0 disables it.
   int64_t inject_fault_after_steps = 0;
@@ -82,6 +90,15 @@ class OpenClBackend : public Backend {
   absl::Status Step(absl::Span<const StepItem> batch, absl::Span<float* const> outputs,
                     absl::Span<uint8_t> ready) override;
 
+  // With OpenClOptions::read_back_recurrent_state: the state of batch row `row` of the last
+  // successful non-empty Step, as a full state image (program().state_bytes, the layout of
+  // program.h) holding the step counter and every LSTM/GRU region as they were after that step,
+  // and zeros for conv regions. Needs no device, so it works after a device fault. For a
+  // program without convs it equals ExportSlot after that step; with convs, a fallback
+  // rebuilds the windows by replaying the last frames (issue 5). FailedPrecondition without the
+  // option or before any step; OutOfRange for a row outside the last batch.
+  absl::StatusOr<std::vector<uint8_t>> LastStepRecurrentState(int row) const;
+
   // Writes the loaded program's device binary to `path`; OpenClOptions::binary_path loads it.
   absl::Status SaveProgramBinary(const std::string& path) const;
 
@@ -107,14 +124,16 @@ class OpenClBackend : public Backend {
   // Per bucket: sub-buffers of staging and result, and the bound chain.
   struct Bucket {
     int rows = 0;
-    size_t frames_offset = 0;  // Bytes into staging.
+    size_t frames_offset = 0;            // Bytes into staging.
     std::vector<size_t> output_offsets;  // Bytes into result, per model output.
     size_t ready_offset = 0;
+    size_t mirror_offset = 0;
     size_t result_bytes = 0;
     ClMem slots;
     ClMem frames;
     std::vector<ClMem> outputs;
     ClMem ready;
+    ClMem mirror;
     std::vector<BoundKernel> chain;
   };
 
@@ -131,6 +150,7 @@ class OpenClBackend : public Backend {
 
   const OpenClOptions opencl_options_;
   std::shared_ptr<const streaming::Program> program_;
+  bool loaded_ = false;  // Load succeeded; until then every call but Load fails.
   BackendOptions options_;
   DeviceInfo device_;
   KernelProgram kernels_;
@@ -164,6 +184,8 @@ class OpenClBackend : public Backend {
   uint32_t stamp_ = 0;
 
   int64_t steps_run_ = 0;
+  int last_rows_ = 0;                 // Rows of the last successful non-empty Step.
+  std::vector<uint8_t> last_mirror_;  // Its recurrent-state read-back, [rows][mirror_bytes].
   absl::Status failure_;
   int64_t last_step_launches_ = 0;
   int64_t last_step_transfers_ = 0;

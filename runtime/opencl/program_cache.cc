@@ -137,8 +137,8 @@ absl::Status CheckElf(std::string_view data) {
   const uint64_t phnum = read(is64 ? 56 : 44, 2);
   const uint64_t shentsize = read(is64 ? 58 : 46, 2);
   const uint64_t shnum = read(is64 ? 60 : 48, 2);
-  if (phoff > data.size() || phentsize * phnum > data.size() - phoff ||
-      shoff > data.size() || shentsize * shnum > data.size() - shoff) {
+  if (phoff > data.size() || phentsize * phnum > data.size() - phoff || shoff > data.size() ||
+      shentsize * shnum > data.size() - shoff) {
     return absl::InvalidArgumentError("ELF tables lie outside the file (truncated?)");
   }
   for (uint64_t i = 0; i < shnum && shentsize >= (is64 ? 40u : 24u); ++i) {
@@ -196,8 +196,7 @@ std::string DefaultCacheDir() {
 
 absl::StatusOr<ClProgram> ProgramFromBinary(cl_context context, const DeviceInfo& device,
                                             absl::Span<const uint8_t> binary,
-                                            const std::string& options,
-                                            const std::string& origin) {
+                                            const std::string& options, const std::string& origin) {
   if (binary.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("program binary ", origin, " is empty"));
   }
@@ -210,10 +209,9 @@ absl::StatusOr<ClProgram> ProgramFromBinary(cl_context context, const DeviceInfo
   if (code == CL_SUCCESS && binary_status != CL_SUCCESS) code = binary_status;
   if (code != CL_SUCCESS) {
     const absl::Status status = ClStatus(code, "clCreateProgramWithBinary");
-    return absl::Status(status.code(),
-                        absl::StrCat("program binary ", origin, " (", size,
-                                     " bytes) is not a valid binary for ", device.name, ": ",
-                                     status.message()));
+    return absl::Status(status.code(), absl::StrCat("program binary ", origin, " (", size,
+                                                    " bytes) is not a valid binary for ",
+                                                    device.name, ": ", status.message()));
   }
   RETURN_IF_ERROR(Build(program.get(), device, options, absl::StrCat("program binary ", origin)));
   return program;
@@ -224,12 +222,13 @@ absl::StatusOr<ClProgram> LoadProgramBinaryFile(cl_context context, const Device
                                                 const std::string& options) {
   ASSIGN_OR_RETURN(const std::string data, ReadFile(path));
   const std::string_view view(data);
-  if (view.empty()) return absl::InvalidArgumentError(absl::StrCat("program binary ", path, " is empty"));
+  if (view.empty())
+    return absl::InvalidArgumentError(absl::StrCat("program binary ", path, " is empty"));
   if (IsContainer(view)) {
     auto parts = Unwrap(view);
     if (!parts.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("program binary ", path, " is damaged: ",
-                                                     parts.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("program binary ", path, " is damaged: ", parts.status().message()));
     }
     const std::string expected = DeviceMeta(device);
     const std::string first_line(parts->meta.substr(0, parts->meta.find('\n')));
@@ -240,7 +239,9 @@ absl::StatusOr<ClProgram> LoadProgramBinaryFile(cl_context context, const Device
     }
     return ProgramFromBinary(context, device, Bytes(parts->binary), options, path);
   }
-  if (view.size() >= 4 && view.substr(0, 4) == "\x7f" "ELF") {  // Intel FPGA .aocx
+  if (view.size() >= 4 && view.substr(0, 4) ==
+                              "\x7f"
+                              "ELF") {  // Intel FPGA .aocx
     if (absl::Status elf = CheckElf(view); !elf.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("program binary ", path, " is not a valid ELF image: ", elf.message()));
@@ -262,8 +263,8 @@ absl::StatusOr<std::vector<uint8_t>> GetProgramBinary(cl_program program, cl_dev
   CL_RETURN_IF_ERROR(clGetProgramInfo(program, CL_PROGRAM_NUM_DEVICES, sizeof(device_count),
                                       &device_count, nullptr));
   std::vector<cl_device_id> devices(device_count);
-  CL_RETURN_IF_ERROR(clGetProgramInfo(program, CL_PROGRAM_DEVICES,
-                                      device_count * sizeof(cl_device_id), devices.data(), nullptr));
+  CL_RETURN_IF_ERROR(clGetProgramInfo(
+      program, CL_PROGRAM_DEVICES, device_count * sizeof(cl_device_id), devices.data(), nullptr));
   std::vector<size_t> sizes(device_count);
   CL_RETURN_IF_ERROR(clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES,
                                       device_count * sizeof(size_t), sizes.data(), nullptr));
@@ -289,8 +290,8 @@ absl::Status SaveProgramBinaryFile(cl_program program, const DeviceInfo& device,
                                    const std::string& path) {
   ASSIGN_OR_RETURN(std::vector<uint8_t> binary, GetProgramBinary(program, device.device));
   return WriteFileAtomically(
-      path, Wrap(DeviceMeta(device), std::string_view(reinterpret_cast<const char*>(binary.data()),
-                                                      binary.size())));
+      path, Wrap(DeviceMeta(device),
+                 std::string_view(reinterpret_cast<const char*>(binary.data()), binary.size())));
 }
 
 absl::StatusOr<BuildResult> BuildProgram(cl_context context, const DeviceInfo& device,
@@ -311,11 +312,11 @@ absl::StatusOr<BuildResult> BuildProgram(cl_context context, const DeviceInfo& d
   if (!result.cache_file.empty()) {
     auto data = ReadFile(result.cache_file);
     if (data.ok()) {
-      auto parts = IsContainer(*data) ? Unwrap(*data)
-                                      : absl::InvalidArgumentError("not a sluice container");
+      auto parts =
+          IsContainer(*data) ? Unwrap(*data) : absl::InvalidArgumentError("not a sluice container");
       if (parts.ok() && parts->meta == key) {
-        auto program = ProgramFromBinary(context, device, Bytes(parts->binary), options,
-                                         result.cache_file);
+        auto program =
+            ProgramFromBinary(context, device, Bytes(parts->binary), options, result.cache_file);
         if (program.ok()) {
           result.program = *std::move(program);
           result.from_cache = true;
@@ -324,10 +325,9 @@ absl::StatusOr<BuildResult> BuildProgram(cl_context context, const DeviceInfo& d
         spdlog::warn("OpenCL program cache entry rejected, rebuilding: {}",
                      std::string(program.status().message()));
       } else {
-        spdlog::warn("OpenCL program cache entry {} is damaged ({}); rebuilding",
-                     result.cache_file,
-                     parts.ok() ? std::string("key mismatch")
-                                : std::string(parts.status().message()));
+        spdlog::warn(
+            "OpenCL program cache entry {} is damaged ({}); rebuilding", result.cache_file,
+            parts.ok() ? std::string("key mismatch") : std::string(parts.status().message()));
       }
     }
   }
@@ -343,8 +343,8 @@ absl::StatusOr<BuildResult> BuildProgram(cl_context context, const DeviceInfo& d
     if (binary.ok()) {
       stored = WriteFileAtomically(
           result.cache_file,
-          Wrap(key, std::string_view(reinterpret_cast<const char*>(binary->data()),
-                                     binary->size())));
+          Wrap(key,
+               std::string_view(reinterpret_cast<const char*>(binary->data()), binary->size())));
     }
     if (!stored.ok()) {
       spdlog::warn("OpenCL program cache not written: {}", std::string(stored.message()));

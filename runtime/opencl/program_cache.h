@@ -21,8 +21,8 @@ std::string DefaultCacheDir();
 
 struct BuildResult {
   ClProgram program;
-  bool from_cache = false;    // The binary came from the cache (no source compile).
-  std::string cache_file;     // The cache entry read or written; "" without a cache.
+  bool from_cache = false;  // The binary came from the cache (no source compile).
+  std::string cache_file;   // The cache entry read or written; "" without a cache.
 };
 
 // Builds `source` with `options` for `device`. With a non-empty `cache_dir`, the device binary

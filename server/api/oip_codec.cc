@@ -74,8 +74,7 @@ inference::InferParameter OipSequenceParams::IdParameter() const {
   return param;
 }
 
-absl::StatusOr<OipSequenceParams> ParseSequenceParams(
-    const inference::ModelInferRequest& request) {
+absl::StatusOr<OipSequenceParams> ParseSequenceParams(const inference::ModelInferRequest& request) {
   OipSequenceParams params;
   for (const auto& [name, param] : request.parameters()) {
     if (name == kSequenceId) {
@@ -124,15 +123,13 @@ absl::StatusOr<OipDecoded> DecodeInferRequest(const inference::ModelInferRequest
                                               const streaming::Program& program) {
   const streaming::StreamSpec& spec = program.input;
   if (request.inputs_size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("model ", model, " takes 1 input ('",
-                                                   spec.name, "'); the request has ",
-                                                   request.inputs_size()));
+    return absl::InvalidArgumentError(absl::StrCat("model ", model, " takes 1 input ('", spec.name,
+                                                   "'); the request has ", request.inputs_size()));
   }
   const auto& input = request.inputs(0);
   if (input.name() != spec.name) {
-    return absl::InvalidArgumentError(absl::StrCat("model ", model, " has no input '",
-                                                   input.name(), "'; its input is '", spec.name,
-                                                   "'"));
+    return absl::InvalidArgumentError(absl::StrCat("model ", model, " has no input '", input.name(),
+                                                   "'; its input is '", spec.name, "'"));
   }
   if (input.datatype() != kOipFp32) {
     return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' has datatype ",
@@ -166,9 +163,9 @@ absl::StatusOr<OipDecoded> DecodeInferRequest(const inference::ModelInferRequest
     const int64_t frame_bytes = frame_size * static_cast<int64_t>(sizeof(float));
     // Compare before multiplying: a forged time dim must not overflow.
     if (count > bytes / frame_bytes || bytes != count * frame_bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("input '", spec.name, "' holds ", bytes, " bytes; shape ",
-                       ShapeString(shape), " of FP32 needs ", count, " x ", frame_bytes));
+      return absl::InvalidArgumentError(absl::StrCat("input '", spec.name, "' holds ", bytes,
+                                                     " bytes; shape ", ShapeString(shape),
+                                                     " of FP32 needs ", count, " x ", frame_bytes));
     }
     data.resize(count * frame_size);
     if (bytes > 0) std::memcpy(data.data(), raw.data(), bytes);
@@ -176,10 +173,10 @@ absl::StatusOr<OipDecoded> DecodeInferRequest(const inference::ModelInferRequest
     const auto& values = input.contents().fp32_contents();
     const int64_t given = values.size();
     if (count > given / std::max<int64_t>(frame_size, 1) || given != count * frame_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "input '", spec.name, "' holds ", given, " fp32_contents values; shape ",
-          ShapeString(shape), " needs ", count, " x ", frame_size,
-          " (FP32 data goes in raw_input_contents or contents.fp32_contents)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("input '", spec.name, "' holds ", given, " fp32_contents values; shape ",
+                       ShapeString(shape), " needs ", count, " x ", frame_size,
+                       " (FP32 data goes in raw_input_contents or contents.fp32_contents)"));
     }
     data.assign(values.begin(), values.end());
   }
@@ -201,9 +198,9 @@ absl::StatusOr<OipDecoded> DecodeInferRequest(const inference::ModelInferRequest
       if (program.outputs[j].name == requested.name()) index = j;
     }
     if (index < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("model ", model, " has no output '",
-                                                     requested.name(), "' (its outputs: ",
-                                                     OutputNames(program), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model ", model, " has no output '", requested.name(),
+                       "' (its outputs: ", OutputNames(program), ")"));
     }
     decoded.outputs.push_back(index);
   }
@@ -219,8 +216,7 @@ inference::ModelInferResponse MakeInferResponse(const std::string& model, const 
                                                 const streaming::Program& program,
                                                 const std::vector<int>& outputs,
                                                 const std::vector<std::vector<float>>& stacked,
-                                                int64_t count,
-                                                const OipSequenceParams* sequence) {
+                                                int64_t count, const OipSequenceParams* sequence) {
   inference::ModelInferResponse response;
   response.set_model_name(model);
   response.set_model_version(kOipModelVersion);
@@ -255,7 +251,7 @@ inference::ModelInferResponse MakeInferResponse(const std::string& model, const 
 inference::ModelMetadataResponse ModelMetadataOf(const ServedModel& model) {
   inference::ModelMetadataResponse metadata;
   metadata.set_name(model.name);
-  metadata.add_versions(kOipModelVersion);
+  metadata.add_versions(std::string(kOipModelVersion));
   metadata.set_platform(kPlatform);
   if (model.ready()) {
     *metadata.add_inputs() = TensorMetadataOf(model.program->input);

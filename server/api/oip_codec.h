@@ -61,8 +61,7 @@ inference::ModelInferResponse MakeInferResponse(const std::string& model, const 
                                                 const streaming::Program& program,
                                                 const std::vector<int>& outputs,
                                                 const std::vector<std::vector<float>>& stacked,
-                                                int64_t count,
-                                                const OipSequenceParams* sequence);
+                                                int64_t count, const OipSequenceParams* sequence);
 
 // ModelMetadata for a served model (ready or not: a model that failed to load has no tensors).
 inference::ModelMetadataResponse ModelMetadataOf(const ServedModel& model);

@@ -87,8 +87,8 @@ absl::StatusOr<std::shared_ptr<OipSequence>> OipEngine::OpenSequence(
   if (context_.draining != nullptr && context_.draining->load()) {
     return absl::UnavailableError("the server is shutting down");
   }
-  absl::StatusOr<std::string> id = context_.registry->Admit(
-      model->name, model->config.max_sessions(), &model->sessions_active);
+  absl::StatusOr<std::string> id =
+      context_.registry->Admit(model->name, model->config.max_sessions(), &model->sessions_active);
   if (!id.ok()) return id.status();
   std::weak_ptr<Table> weak_table = table_;
   auto on_end = [weak_table, key](OipSequence* sequence) {
@@ -111,8 +111,8 @@ absl::StatusOr<std::shared_ptr<OipSequence>> OipEngine::OpenSequence(
   return sequence;
 }
 
-bool OipEngine::Infer(const inference::ModelInferRequest& request, OipReply reply,
-                      OipNotice notice, std::function<void()> resume) {
+bool OipEngine::Infer(const inference::ModelInferRequest& request, OipReply reply, OipNotice notice,
+                      std::function<void()> resume) {
   absl::StatusOr<ServedModel*> found = FindModel(request.model_name(), request.model_version());
   if (!found.ok()) {
     if (context_.metrics != nullptr) context_.metrics->CountError(found.status().code());
@@ -122,8 +122,8 @@ bool OipEngine::Infer(const inference::ModelInferRequest& request, OipReply repl
   ServedModel* model = *found;
   reply = Counted(model->name, std::move(reply));
   if (!model->ready()) {
-    reply(absl::UnavailableError(absl::StrCat("model ", model->name,
-                                              " is not ready: ", model->load_status.message())));
+    reply(absl::UnavailableError(
+        absl::StrCat("model ", model->name, " is not ready: ", model->load_status.message())));
     return true;
   }
   absl::StatusOr<OipSequenceParams> params = ParseSequenceParams(request);
@@ -186,9 +186,9 @@ bool OipEngine::Infer(const inference::ModelInferRequest& request, OipReply repl
     }
   }
   if (sequence == nullptr) {
-    item.reply(absl::InvalidArgumentError(absl::StrCat(
-        "sequence_id ", params->Display(), " is not active on model ", model->name,
-        "; send sequence_start to begin a sequence")));
+    item.reply(absl::InvalidArgumentError(
+        absl::StrCat("sequence_id ", params->Display(), " is not active on model ", model->name,
+                     "; send sequence_start to begin a sequence")));
     return true;
   }
   item.end = params->end;

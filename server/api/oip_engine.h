@@ -52,8 +52,7 @@ class OipEngine {
              std::function<void()> resume);
 
   // The model `name` at `version` ("" or "1"); NotFound otherwise.
-  absl::StatusOr<ServedModel*> FindModel(const std::string& name,
-                                         const std::string& version) const;
+  absl::StatusOr<ServedModel*> FindModel(const std::string& name, const std::string& version) const;
   // Serving (not draining) with at least one model ready.
   bool ServerReady() const;
   // Statistics of `name` (every model when empty; NotFound for an unknown one).

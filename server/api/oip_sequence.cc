@@ -20,8 +20,8 @@ constexpr int64_t kUnaryBacklogFactor = 16;
 std::shared_ptr<OipSequence> OipSequence::Open(const ServiceContext& context, ServedModel* model,
                                                std::string session_id, OipSequenceParams params,
                                                std::function<void(OipSequence*)> on_end) {
-  std::shared_ptr<OipSequence> sequence(new OipSequence(context, model, std::move(session_id),
-                                                        std::move(params), std::move(on_end)));
+  std::shared_ptr<OipSequence> sequence(
+      new OipSequence(context, model, std::move(session_id), std::move(params), std::move(on_end)));
   SessionLimits limits;
   limits.queue_frames = model->config.session_queue_frames();
   limits.outbox_frames = std::max(256, 4 * limits.queue_frames);
@@ -84,9 +84,9 @@ bool OipSequence::Submit(OipRequest request, std::function<void()> resume) {
                        " is not active; send sequence_start to begin a new sequence"));
     } else if (!resume && !backlog_.empty() &&
                backlog_frames_ + frames > kUnaryBacklogFactor * backlog_frames_limit_) {
-      refused = absl::ResourceExhaustedError(absl::StrCat(
-          "sequence ", params_.Display(), " already has ", backlog_frames_,
-          " frames queued; wait for earlier requests to be answered"));
+      refused = absl::ResourceExhaustedError(
+          absl::StrCat("sequence ", params_.Display(), " already has ", backlog_frames_,
+                       " frames queued; wait for earlier requests to be answered"));
     } else {
       if (request.end) end_queued_ = true;
       if (read_wanted_ && backlog_.empty()) {
@@ -231,9 +231,9 @@ void OipSequence::Finish(const absl::Status& status) {
     for (Pending& pending : pending_) {
       absl::Status answer = named;
       if (status.ok() && pending.got < pending.expected) {
-        answer = Named(absl::InternalError(absl::StrCat(
-            "the session ended after ", pending.got, " of the ", pending.expected,
-            " outputs of request '", pending.id, "'")));
+        answer = Named(absl::InternalError(absl::StrCat("the session ended after ", pending.got,
+                                                        " of the ", pending.expected,
+                                                        " outputs of request '", pending.id, "'")));
       }
       if (status.ok() && answer.ok()) {
         answers_.push_back(Answer{std::move(pending), absl::OkStatus()});
@@ -259,8 +259,7 @@ void OipSequence::Finish(const absl::Status& status) {
   if (on_end_) on_end_(this);
   DeliverAnswers();
   const absl::Status unfed_status =
-      status.ok() ? Named(absl::UnavailableError("the sequence ended before this request"))
-                  : named;
+      status.ok() ? Named(absl::UnavailableError("the sequence ended before this request")) : named;
   for (OipReply& reply : unfed) reply(unfed_status);
   for (auto& resume : resumes) resume();
   if (notice) notice(named);

@@ -41,12 +41,12 @@ using OipNotice = std::function<void(const absl::Status& status)>;
 
 // One checked request of a sequence.
 struct OipRequest {
-  std::string id;  // Echoed in the answer.
+  std::string id;                          // Echoed in the answer.
   std::vector<std::vector<float>> frames;  // Time order; each program.input.frame_size floats.
-  std::vector<int> outputs;  // Indices into program.outputs to answer with, in order.
-  bool end = false;          // The sequence ends after this request.
-  OipReply reply;            // Empty for an end-only marker (see OipSequence::End).
-  OipNotice notice;          // Optional; the latest request's notice is kept.
+  std::vector<int> outputs;                // Indices into program.outputs to answer with, in order.
+  bool end = false;                        // The sequence ends after this request.
+  OipReply reply;                          // Empty for an end-only marker (see OipSequence::End).
+  OipNotice notice;                        // Optional; the latest request's notice is kept.
 };
 
 // Thread-safe. Keeps itself alive until its session has finished.
@@ -125,7 +125,7 @@ class OipSequence final : public StreamSink, public std::enable_shared_from_this
 
   absl::Mutex mu_;
   std::shared_ptr<OipSequence> self_ ABSL_GUARDED_BY(mu_);  // Until Finish or Abandon.
-  std::deque<OipRequest> backlog_ ABSL_GUARDED_BY(mu_);    // Not yet fed to the session.
+  std::deque<OipRequest> backlog_ ABSL_GUARDED_BY(mu_);     // Not yet fed to the session.
   int64_t backlog_frames_ ABSL_GUARDED_BY(mu_) = 0;
   bool read_wanted_ ABSL_GUARDED_BY(mu_) = false;  // The session awaits the next request.
   bool end_queued_ ABSL_GUARDED_BY(mu_) = false;

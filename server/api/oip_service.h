@@ -62,7 +62,9 @@ class OipService final : public inference::GRPCInferenceService::CallbackService
 
  private:
   const std::string version_;
-  // Shared with the HTTP routes and the stream reactors, which may outlive a call.
+  // Shared with the HTTP routes. Stream reactors hold a plain pointer: answers still owed to a
+  // finished stream keep the reactor, not the engine, alive, so destroying the service (after
+  // gRPC has shut down) detaches every open sequence.
   const std::shared_ptr<OipEngine> engine_;
 };
 

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/fault_injecting_backend.h"
+#include "runtime/opencl/device.h"
+#include "runtime/opencl/opencl_backend.h"
 #include "runtime/streaming/transform.h"
 #include "server/admin/metrics.h"
 #include "server/repository/config.h"
@@ -26,12 +28,11 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
     return absl::UnimplementedError(
         absl::StrCat("model ", model->name, ": only fp32 precision is available"));
   }
-  if (model->config.backend() == v1::ModelConfig::BACKEND_OPENCL) {
-    return absl::UnimplementedError(
-        absl::StrCat("model ", model->name, ": the OpenCL backend is not available yet"));
-  }
-  if (options.backend != "auto" && options.backend != "cpu") {
-    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", options.backend, "'"));
+  std::string backend_choice = options.backend;
+  if (model->config.backend() == v1::ModelConfig::BACKEND_OPENCL) backend_choice = "opencl";
+  if (model->config.backend() == v1::ModelConfig::BACKEND_CPU) backend_choice = "cpu";
+  if (backend_choice != "auto" && backend_choice != "cpu" && backend_choice != "opencl") {
+    return absl::InvalidArgumentError(absl::StrCat("unknown backend '", backend_choice, "'"));
   }
   streaming::TransformOptions transform;
   if (model->config.has_time_axis()) transform.time_axis = model->config.time_axis();
@@ -41,7 +42,6 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
                         absl::StrCat("model ", model->name, ": ", program.status().message()));
   }
   model->program = std::make_shared<const streaming::Program>(*std::move(program));
-  model->backend = "cpu";
   BackendOptions backend_options;
   backend_options.max_batch = model->config.max_batch();
   if (model->config.max_sessions() > 0) backend_options.max_slots = model->config.max_sessions();
@@ -51,20 +51,52 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
     if (!backend.ok()) return backend.status();
     return std::unique_ptr<Backend>(*std::move(backend));
   };
+  opencl::OpenClOptions opencl_options;
+  opencl_options.platform = options.opencl_platform;
+  opencl_options.device = options.opencl_device;
+  opencl_options.cache_dir = options.opencl_cache_dir;
+  if (!model->config.opencl_binary().empty()) {
+    opencl_options.binary_path =
+        (std::filesystem::path(model->dir) / model->config.opencl_binary()).string();
+  }
+  if (backend_choice == "auto") {
+    // An accelerator if there is one (an Intel FPGA first), else the CPU backend.
+    auto device = opencl::SelectDevice(options.opencl_platform, options.opencl_device);
+    if (device.ok()) {
+      backend_choice = "opencl";
+      spdlog::info("model {}: backend auto chose OpenCL device {}", model->name, device->name);
+    } else {
+      backend_choice = "cpu";
+      spdlog::info("model {}: backend auto chose the CPU ({})", model->name,
+                   device.status().ToString());
+    }
+  }
   for (int i = 0; i < model->config.instance_count(); ++i) {
-    auto backend = make_cpu();
-    if (!backend.ok()) return backend.status();
     SchedulerOptions scheduler_options;
     scheduler_options.model = model->name;
     scheduler_options.max_batch = model->config.max_batch();
     scheduler_options.max_queue_delay = absl::Microseconds(model->config.max_queue_delay_us());
     scheduler_options.snapshot_interval_frames = options.fallback_snapshot_interval_frames;
-    std::unique_ptr<Backend> primary = *std::move(backend);
+    std::unique_ptr<Backend> primary;
+    if (backend_choice == "opencl") {
+      auto backend = opencl::OpenClBackend::Create(shared, backend_options, opencl_options);
+      if (!backend.ok()) {
+        return absl::Status(backend.status().code(),
+                            absl::StrCat("model ", model->name, ": ", backend.status().message()));
+      }
+      primary = *std::move(backend);
+      scheduler_options.make_fallback = make_cpu;
+    } else {
+      auto backend = make_cpu();
+      if (!backend.ok()) return backend.status();
+      primary = *std::move(backend);
+    }
     if (options.inject_device_fault_after_steps > 0) {
       primary = std::make_unique<FaultInjectingBackend>(std::move(primary),
                                                         options.inject_device_fault_after_steps);
       scheduler_options.make_fallback = make_cpu;
     }
+    model->backend = primary->name();
     model->instances.push_back(
         std::make_unique<Scheduler>(scheduler_options, shared, std::move(primary), model->metrics));
   }

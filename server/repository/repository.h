@@ -41,7 +41,12 @@ struct ServedModel {
 };
 
 struct RepositoryOptions {
-  std::string backend = "auto";  // The server's --backend: auto, cpu.
+  // The server's --backend for models whose config says auto: auto (an accelerator if one is
+  // found, else the CPU), cpu, or opencl.
+  std::string backend = "auto";
+  std::string opencl_platform;  // Substrings selecting the OpenCL device ("" = auto).
+  std::string opencl_device;
+  std::string opencl_cache_dir;  // "" = the default cache dir.
   // Test hook: every model's primary backend fails like a lost device at this step (0 = never),
   // and its sessions move to a CPU fallback backend.
   int64_t inject_device_fault_after_steps = 0;

@@ -25,10 +25,20 @@ std::string Get(int port, const std::string& path) {
   return body;
 }
 
-// 32 sessions (8 rows x 2 copies x 2 models, a conv model and an LSTM), fault at step 60: well
-// past twice every receptive field, mid-sequence for every session. Snapshots every 8 frames so
-// the rebuild uses both a snapshot and a replay of the frames since.
-TEST(FallbackTest, DeviceFaultMidStreamLosesNothing) {
+struct FallbackCase {
+  std::string backend;
+  int64_t fault_step;  // 0 = no fault.
+};
+
+class FallbackTest : public ::testing::TestWithParam<FallbackCase> {};
+
+// 32 sessions (8 rows x 2 copies x 2 models, a conv model and an LSTM) on the CPU or OpenCL
+// (PoCL) backend; with a fault at step 24 of each model's backend: streaming 16 sessions of 40
+// or 48 frames takes at least 40 steps, so the fault always hits mid-stream, and with full
+// batches every session is then past twice its receptive field. Snapshots every 8 frames so the rebuild uses both a snapshot and a replay
+// of the frames since.
+TEST_P(FallbackTest, ThirtyTwoSessionsMatchOfflineThroughADeviceFault) {
+  const FallbackCase& param = GetParam();
   const std::string repository = MakeRepository({
       {"espdl_tcn_block", "espdl_tcn_block", ""},
       {"lstm2", "lstm2", ""},
@@ -38,7 +48,9 @@ TEST(FallbackTest, DeviceFaultMidStreamLosesNothing) {
   options.host = "127.0.0.1";
   options.grpc_port = 0;
   options.http_port = 0;
-  options.inject_device_fault_after_steps = 60;
+  options.backend = param.backend;
+  options.opencl_device = param.backend == "opencl" ? "cpu" : "";
+  options.inject_device_fault_after_steps = param.fault_step;
   options.fallback_snapshot_interval_frames = 8;
   auto server = server::SluiceServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
@@ -67,6 +79,12 @@ TEST(FallbackTest, DeviceFaultMidStreamLosesNothing) {
   for (auto& thread : threads) thread.join();
 
   const std::string ready = Get((*server)->http_port(), "/readyz");
+  if (param.fault_step == 0) {
+    EXPECT_NE(ready.find("ready:"), std::string::npos) << ready;
+    (*server)->Shutdown();
+    std::filesystem::remove_all(repository);
+    return;
+  }
   EXPECT_NE(ready.find("degraded:"), std::string::npos) << ready;
   EXPECT_NE(ready.find("injected device fault"), std::string::npos) << ready;
   const std::string metrics = Get((*server)->http_port(), "/metrics");
@@ -84,6 +102,14 @@ TEST(FallbackTest, DeviceFaultMidStreamLosesNothing) {
   (*server)->Shutdown();
   std::filesystem::remove_all(repository);
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, FallbackTest,
+                         ::testing::Values(FallbackCase{"cpu", 24}, FallbackCase{"opencl", 0},
+                                           FallbackCase{"opencl", 24}),
+                         [](const ::testing::TestParamInfo<FallbackCase>& info) {
+                           return absl::StrCat(info.param.backend, "_fault_at_",
+                                               info.param.fault_step);
+                         });
 
 }  // namespace
 }  // namespace sluice::server_testing

@@ -44,8 +44,8 @@ TEST(Device, SelectsByTypeOrSubstring) {
   ASSERT_OK_AND_ASSIGN(DeviceInfo cpu, SelectDevice("", "cpu"));
   EXPECT_EQ(cpu.TypeName(), "CPU");
   EXPECT_FALSE(cpu.PrefersSingleWorkItem());
-  ASSERT_OK_AND_ASSIGN(DeviceInfo by_name, SelectDevice(cpu.platform_name.substr(0, 6),
-                                                        cpu.name.substr(0, 4)));
+  ASSERT_OK_AND_ASSIGN(DeviceInfo by_name,
+                       SelectDevice(cpu.platform_name.substr(0, 6), cpu.name.substr(0, 4)));
   EXPECT_EQ(by_name.device, cpu.device);
 }
 
@@ -104,8 +104,9 @@ absl::Status ReturnsThrough(cl_int code) {
 
 TEST(ClStatus, MacroReturnsTheStatus) {
   EXPECT_THAT(ReturnsThrough(CL_SUCCESS), IsOk());
-  EXPECT_THAT(ReturnsThrough(CL_MEM_OBJECT_ALLOCATION_FAILURE),
-              StatusIs(absl::StatusCode::kUnavailable, HasSubstr("CL_MEM_OBJECT_ALLOCATION_FAILURE")));
+  EXPECT_THAT(
+      ReturnsThrough(CL_MEM_OBJECT_ALLOCATION_FAILURE),
+      StatusIs(absl::StatusCode::kUnavailable, HasSubstr("CL_MEM_OBJECT_ALLOCATION_FAILURE")));
 }
 
 }  // namespace

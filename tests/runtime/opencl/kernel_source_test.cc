@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <variant>
 
@@ -39,8 +40,10 @@ TEST(KernelSource, EveryModelGeneratesForBothVariants) {
                   std::holds_alternative<streaming::RnnOp>(op.params);
     }
     for (KernelVariant variant : {KernelVariant::kNdRange, KernelVariant::kSingleWorkItem}) {
-      ASSERT_OK_AND_ASSIGN(KernelProgram a, GenerateKernelProgram(*model.program, Options(variant)));
-      ASSERT_OK_AND_ASSIGN(KernelProgram b, GenerateKernelProgram(*model.program, Options(variant)));
+      ASSERT_OK_AND_ASSIGN(KernelProgram a,
+                           GenerateKernelProgram(*model.program, Options(variant)));
+      ASSERT_OK_AND_ASSIGN(KernelProgram b,
+                           GenerateKernelProgram(*model.program, Options(variant)));
       EXPECT_EQ(a.source, b.source) << "generation is deterministic";
       EXPECT_EQ(a.fingerprint, b.fingerprint);
       EXPECT_TRUE(absl::StrContains(a.source, "void " + a.fingerprint + "(void)"));
@@ -61,8 +64,9 @@ TEST(KernelSource, EveryModelGeneratesForBothVariants) {
     }
     ASSERT_OK_AND_ASSIGN(KernelProgram nd,
                          GenerateKernelProgram(*model.program, Options(KernelVariant::kNdRange)));
-    ASSERT_OK_AND_ASSIGN(KernelProgram swi, GenerateKernelProgram(
-                                                *model.program, Options(KernelVariant::kSingleWorkItem)));
+    ASSERT_OK_AND_ASSIGN(
+        KernelProgram swi,
+        GenerateKernelProgram(*model.program, Options(KernelVariant::kSingleWorkItem)));
     EXPECT_NE(nd.fingerprint, swi.fingerprint);
     EXPECT_TRUE(absl::StrContains(swi.source, "max_global_work_dim(0)"));
     EXPECT_FALSE(absl::StrContains(nd.source, "SL_SWI"));
@@ -85,6 +89,54 @@ TEST(KernelSource, CnnTinyIsThreeConvsAndOneCommit) {
   EXPECT_EQ(global[1], 16u);
   EXPECT_EQ(nd.stages[3].For(64).Geometry(64, global, local), 1u);
   EXPECT_EQ(global[0], 64u);
+}
+
+TEST(KernelSource, MalformedProgramsAreRefusedBeforeTheDevice) {
+  ASSERT_OK_AND_ASSIGN(ReferenceModel model, LoadReferenceModel("ops_zoo"));
+  const auto refuse = [&](const std::function<void(streaming::Program&)>& damage) {
+    streaming::Program program = *model.program;
+    damage(program);
+    return GenerateKernelProgram(program, Options(KernelVariant::kNdRange)).status();
+  };
+  EXPECT_THAT(refuse([](streaming::Program&) {}), IsOk());
+  EXPECT_THAT(refuse([](streaming::Program& p) {
+                for (streaming::Op& op : p.ops) {
+                  if (auto* conv = std::get_if<streaming::ConvOp>(&op.params))
+                    conv->weight.pop_back();
+                }
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Conv")));
+  EXPECT_THAT(refuse([](streaming::Program& p) {
+                for (streaming::Op& op : p.ops) {
+                  if (auto* binary = std::get_if<streaming::BinaryOp>(&op.params)) {
+                    if (op.inputs.size() == 2)
+                      binary->map_a.assign(p.values[op.output].size, 1 << 20);
+                  }
+                }
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("maps")));
+  EXPECT_THAT(
+      refuse([](streaming::Program& p) { p.ops[0].inputs = {static_cast<int>(p.values.size())}; }),
+      StatusIs(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(refuse([](streaming::Program& p) {
+                for (streaming::Op& op : p.ops) {
+                  if (auto* slice = std::get_if<streaming::SliceOp>(&op.params))
+                    slice->start += 1000;
+                }
+              }),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("Slice")));
+}
+
+TEST(KernelSource, RecurrentStateMirrorLayout) {
+  ASSERT_OK_AND_ASSIGN(ReferenceModel model, LoadReferenceModel("lstm2"));
+  KernelOptions options = Options(KernelVariant::kNdRange);
+  ASSERT_OK_AND_ASSIGN(KernelProgram plain, GenerateKernelProgram(*model.program, options));
+  EXPECT_EQ(plain.mirror_bytes, 0);
+  options.mirror_recurrent_state = true;
+  ASSERT_OK_AND_ASSIGN(KernelProgram mirrored, GenerateKernelProgram(*model.program, options));
+  ASSERT_EQ(mirrored.mirror_regions.size(), 2u);  // Two LSTM layers: h and c of 24 each.
+  EXPECT_EQ(mirrored.mirror_bytes, 8 + 2 * (2 * 24 * 4));
+  EXPECT_EQ(mirrored.stages.size(), plain.stages.size()) << "no extra launch";
 }
 
 TEST(KernelSource, VariantNames) {

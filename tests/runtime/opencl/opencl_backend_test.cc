@@ -54,8 +54,7 @@ struct Session {
   int64_t next = 0;  // Next frame.
 };
 
-class OpenClModelTest
-    : public ::testing::TestWithParam<std::tuple<std::string, KernelVariant>> {
+class OpenClModelTest : public ::testing::TestWithParam<std::tuple<std::string, KernelVariant>> {
  protected:
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(model_, LoadReferenceModel(std::get<0>(GetParam())));
@@ -100,7 +99,8 @@ class OpenClModelTest
       for (size_t s : which) {
         if (sessions_[s].backend != backend || sessions_[s].next >= model_.frames()) continue;
         members.push_back(s);
-        frames.push_back(ExtractFrame(model_.input, in_spec(), sessions_[s].next, sessions_[s].row));
+        frames.push_back(
+            ExtractFrame(model_.input, in_spec(), sessions_[s].next, sessions_[s].row));
       }
       if (members.empty()) continue;
       std::vector<StepItem> batch;
@@ -187,7 +187,8 @@ TEST_P(OpenClModelTest, StepsMatchCpuBackend) {
   }
   for (int64_t t = 0; t < model_.frames(); ++t) {
     std::vector<std::vector<float>> frames;
-    for (int64_t r = 0; r < rows; ++r) frames.push_back(ExtractFrame(model_.input, in_spec(), t, r));
+    for (int64_t r = 0; r < rows; ++r)
+      frames.push_back(ExtractFrame(model_.input, in_spec(), t, r));
     std::vector<StepItem> a;
     std::vector<StepItem> b;
     for (int64_t r = 0; r < rows; ++r) {
@@ -354,6 +355,73 @@ TEST_F(OpenClBackendTest, InjectedFaultFailsStepsFromTheNthOn) {
   EXPECT_THAT(backend->AllocateSlot(), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(backend->ResetSlot(a), StatusIs(absl::StatusCode::kUnavailable));
   EXPECT_THAT(backend->FreeSlot(a), IsOk()) << "freeing needs no device";
+}
+
+// The fallback path for recurrent models: each step reads h and c back with the outputs, so
+// when the device dies every session continues on the CPU backend exactly, the failed step
+// replayed there.
+TEST_F(OpenClBackendTest, RecurrentStateReadBackCarriesSessionsPastAFault) {
+  for (const std::string name : {"lstm2", "gru_tanh"}) {
+    SCOPED_TRACE(name);
+    LoadModel(name);
+    if (HasFatalFailure()) return;
+    const int64_t rows = model_.rows();
+    const int64_t fault_at = model_.frames() / 2;
+    OpenClOptions options = TestOptions();
+    options.read_back_recurrent_state = true;
+    options.inject_fault_after_steps = fault_at;
+    ASSERT_OK_AND_ASSIGN(auto opencl, NewBackend(16, 0, options));
+    ASSERT_OK_AND_ASSIGN(auto cpu, cpu::CpuBackend::Create(model_.program, {}));
+    EXPECT_THAT(opencl->LastStepRecurrentState(0), StatusIs(absl::StatusCode::kFailedPrecondition));
+    std::vector<SlotId> slots;
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_OK_AND_ASSIGN(SlotId slot, opencl->AllocateSlot());
+      slots.push_back(slot);
+    }
+    const streaming::StreamSpec& in = model_.program->input;
+    const streaming::StreamSpec& out = model_.program->outputs[0];
+    NpyArray streamed = NanArrayLike(model_.expected);
+    Backend* backend = opencl.get();
+    for (int64_t t = 0; t < model_.frames(); ++t) {
+      std::vector<std::vector<float>> frames;
+      std::vector<StepItem> batch;
+      for (int64_t r = 0; r < rows; ++r) frames.push_back(ExtractFrame(model_.input, in, t, r));
+      for (int64_t r = 0; r < rows; ++r) batch.push_back({slots[r], frames[r].data()});
+      auto result = StepBatch(*backend, batch);
+      if (!result.ok() && backend == opencl.get()) {
+        ASSERT_EQ(t, fault_at);
+        ASSERT_THAT(result, StatusIs(absl::StatusCode::kUnavailable));
+        ASSERT_THAT(opencl->ExportSlot(slots[0]), StatusIs(absl::StatusCode::kUnavailable));
+        // Move every session with the state read back by the last good step, replay the step.
+        for (int64_t r = 0; r < rows; ++r) {
+          ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> state,
+                               opencl->LastStepRecurrentState(static_cast<int>(r)));
+          ASSERT_OK_AND_ASSIGN(slots[r], cpu->AllocateSlot());
+          ASSERT_THAT(cpu->ImportSlot(slots[r], state), IsOk());
+          batch[r].slot = slots[r];
+        }
+        backend = cpu.get();
+        result = StepBatch(*backend, batch);
+      }
+      ASSERT_THAT(result, IsOk()) << "frame " << t;
+      if (backend == opencl.get()) {
+        EXPECT_EQ(opencl->last_step_transfers(), 2);
+        // Before the fault the read-back equals the device state (no convs in these models).
+        ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> image, opencl->LastStepRecurrentState(1));
+        ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> state, opencl->ExportSlot(slots[1]));
+        ASSERT_EQ(image, state) << "frame " << t;
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        if (result->ready[r]) {
+          ScatterFrame(result->frames[r], out, t - model_.program->warmup_frames, r, &streamed);
+        }
+      }
+    }
+    EXPECT_EQ(backend, cpu.get()) << "the fault happened";
+    EXPECT_TRUE(AllClose(streamed, model_.expected));
+    EXPECT_THAT(opencl->LastStepRecurrentState(static_cast<int>(rows)),
+                StatusIs(absl::StatusCode::kOutOfRange));
+  }
 }
 
 TEST_F(OpenClBackendTest, PoolGrowsAndKeepsSessions) {

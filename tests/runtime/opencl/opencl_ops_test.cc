@@ -6,8 +6,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <random>
@@ -191,11 +193,11 @@ Program StatelessProgram() {
   ProgramBuilder b(16);
   const int x = b.input();
   std::vector<int> parts;
-  for (UnaryKind kind : {UnaryKind::kRelu, UnaryKind::kLeakyRelu, UnaryKind::kSigmoid,
-                         UnaryKind::kTanh, UnaryKind::kGelu, UnaryKind::kErf, UnaryKind::kSilu,
-                         UnaryKind::kSoftplus, UnaryKind::kExp, UnaryKind::kNeg, UnaryKind::kAbs,
-                         UnaryKind::kElu, UnaryKind::kFloor, UnaryKind::kCeil, UnaryKind::kSign,
-                         UnaryKind::kIdentity}) {
+  for (UnaryKind kind :
+       {UnaryKind::kRelu, UnaryKind::kLeakyRelu, UnaryKind::kSigmoid, UnaryKind::kTanh,
+        UnaryKind::kGelu, UnaryKind::kErf, UnaryKind::kSilu, UnaryKind::kSoftplus, UnaryKind::kExp,
+        UnaryKind::kNeg, UnaryKind::kAbs, UnaryKind::kElu, UnaryKind::kFloor, UnaryKind::kCeil,
+        UnaryKind::kSign, UnaryKind::kIdentity}) {
     ir::UnaryParams params;
     params.alpha = 0.3f;
     parts.push_back(b.Unary(x, kind, params));
@@ -224,11 +226,12 @@ Program StatelessProgram() {
     tile[i] = i / 4;
     reversed[i] = 15 - i;
   }
-  for (BinaryKind kind : {BinaryKind::kAdd, BinaryKind::kSub, BinaryKind::kMul, BinaryKind::kMin,
-                          BinaryKind::kMax}) {
+  for (BinaryKind kind :
+       {BinaryKind::kAdd, BinaryKind::kSub, BinaryKind::kMul, BinaryKind::kMin, BinaryKind::kMax}) {
     parts.push_back(b.Binary({x, small}, 16, kind, reversed, tile));
   }
-  parts.push_back(b.Binary({x, positive}, 16, BinaryKind::kDiv, {}, {}, {}, false, UnaryKind::kTanh));
+  parts.push_back(
+      b.Binary({x, positive}, 16, BinaryKind::kDiv, {}, {}, {}, false, UnaryKind::kTanh));
   std::vector<float> ramp(16);
   for (int i = 0; i < 16; ++i) ramp[i] = 0.25f * static_cast<float>(i) - 1.f;
   parts.push_back(b.Binary({x}, 16, BinaryKind::kSub, {}, reversed, ramp, /*lhs=*/true));
@@ -250,8 +253,7 @@ Program StatelessProgram() {
     outs.push_back(b.Emit({all}, 2 * 8, streaming::ReduceOp{kind, {2, columns / 8, 8}}));
   }
   outs.push_back(b.Emit({all}, total, streaming::SoftmaxOp{{2, columns / 8, 8}, false}));
-  outs.push_back(b.Emit({all}, total, streaming::SoftmaxOp{{1, total, 1}, true},
-                        UnaryKind::kExp));
+  outs.push_back(b.Emit({all}, total, streaming::SoftmaxOp{{1, total, 1}, true}, UnaryKind::kExp));
   streaming::LayerNormOp norm;
   norm.shape = {2, columns, 1};
   norm.epsilon = 1e-3f;
@@ -284,7 +286,9 @@ class OpenClOpsTest : public ::testing::TestWithParam<KernelVariant> {
     auto program = std::make_shared<const Program>(source);
     BackendOptions options;
     options.max_batch = 16;
-    ASSERT_OK_AND_ASSIGN(auto opencl, OpenClBackend::Create(program, options, TestOptions(GetParam())));
+    OpenClOptions opencl_options = TestOptions(GetParam());
+    opencl_options.read_back_recurrent_state = true;
+    ASSERT_OK_AND_ASSIGN(auto opencl, OpenClBackend::Create(program, options, opencl_options));
     ASSERT_OK_AND_ASSIGN(auto cpu, cpu::CpuBackend::Create(program, options));
     std::vector<SlotId> a;
     std::vector<SlotId> b;
@@ -338,6 +342,24 @@ class OpenClOpsTest : public ::testing::TestWithParam<KernelVariant> {
           }
         }
         ++step[members[i]];
+        // The read-back holds the step counter and the LSTM/GRU regions of the device state.
+        ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> image,
+                             opencl->LastStepRecurrentState(static_cast<int>(i)));
+        ASSERT_OK_AND_ASSIGN(std::vector<uint8_t> state, opencl->ExportSlot(a[members[i]]));
+        ASSERT_EQ(image.size(), state.size());
+        EXPECT_EQ(0, std::memcmp(image.data(), state.data(), sizeof(int64_t)));
+        for (const Op& op : program->ops) {
+          if (const auto* rnn = std::get_if<streaming::RnnOp>(&op.params)) {
+            EXPECT_EQ(
+                0, std::memcmp(image.data() + rnn->state_offset, state.data() + rnn->state_offset,
+                               streaming::RnnStateBytes(*rnn)))
+                << op.node << " step " << t;
+          } else if (const auto* conv = std::get_if<streaming::ConvOp>(&op.params)) {
+            const auto begin = image.begin() + conv->state_offset;
+            EXPECT_TRUE(std::all_of(begin, begin + streaming::ConvStateBytes(*conv),
+                                    [](uint8_t x) { return x == 0; }));
+          }
+        }
       }
     }
     for (int s = 0; s < sessions; ++s) {

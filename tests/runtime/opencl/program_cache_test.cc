@@ -120,12 +120,15 @@ TEST_F(ProgramCacheTest, CorruptBinaryIsAClearError) {
   for (size_t i = 8 + 8 + meta_size + 8 + 32; i < flipped.size() - 8; i += 97) {
     flipped[i] = static_cast<char>(~flipped[i]);
   }
-  const std::string bare = bytes.substr(8 + 8 + meta_size + 8, bytes.size() - 8 - 8 - meta_size - 16);
+  const std::string bare =
+      bytes.substr(8 + 8 + meta_size + 8, bytes.size() - 8 - 8 - meta_size - 16);
   std::string other_device = bytes;
   other_device.replace(16, 10, "device=XYZ");
   // An ELF header whose section table lies past the end of the file.
   std::string elf(64, '\0');
-  elf.replace(0, 6, "\x7f" "ELF\x02\x01");
+  elf.replace(0, 6,
+              "\x7f"
+              "ELF\x02\x01");
   elf[40] = 100;  // e_shoff
   elf[58] = 64;   // e_shentsize
   elf[60] = 3;    // e_shnum
@@ -150,7 +153,8 @@ TEST_F(ProgramCacheTest, CorruptBinaryIsAClearError) {
   }
   OpenClOptions missing = TestOptions();
   missing.binary_path = absl::StrCat(dir_, "/missing.aocx");
-  EXPECT_THAT(NewBackend(missing), StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.aocx")));
+  EXPECT_THAT(NewBackend(missing),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("missing.aocx")));
 }
 
 TEST_F(ProgramCacheTest, BinaryOfAnotherModelOrVariantIsRejected) {
@@ -164,8 +168,8 @@ TEST_F(ProgramCacheTest, BinaryOfAnotherModelOrVariantIsRejected) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("not built for this model"), HasSubstr(path))));
   options.variant = KernelVariant::kSingleWorkItem;
-  EXPECT_THAT(NewBackend(options), StatusIs(absl::StatusCode::kInvalidArgument,
-                                            HasSubstr("single_work_item")));
+  EXPECT_THAT(NewBackend(options),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("single_work_item")));
 }
 
 TEST_F(ProgramCacheTest, SourceBuildIsCachedAndADamagedEntryRebuilt) {
@@ -211,8 +215,8 @@ TEST_F(ProgramCacheTest, BuildErrorCarriesTheLog) {
   cl_int code = CL_SUCCESS;
   ClContext context(clCreateContext(nullptr, 1, &device.device, nullptr, nullptr, &code));
   ASSERT_EQ(code, CL_SUCCESS);
-  EXPECT_THAT(BuildProgram(context.get(), device, "__kernel void k(__global float* x) { x[0] = y; }",
-                           "-cl-std=CL1.2", ""),
+  EXPECT_THAT(BuildProgram(context.get(), device,
+                           "__kernel void k(__global float* x) { x[0] = y; }", "-cl-std=CL1.2", ""),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        AllOf(HasSubstr("CL_BUILD_PROGRAM_FAILURE"), HasSubstr("build log"))));
   EXPECT_THAT(BuildProgram(context.get(), device, "__kernel void k() {}", "-no-such-option", ""),
