@@ -14,7 +14,7 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libdnnl-dev libeigen3-dev
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
-  libcpp-httplib-dev prometheus
+  libcpp-httplib-dev prometheus libb64-0d
   python3 python3-venv python3-numpy python3-torch
 )
 PIP_PACKAGES=(onnxruntime==1.20.1 onnx==1.16.2)

@@ -169,8 +169,7 @@ TEST(OipDecode, TypedContentsAndRequestedOutputs) {
 }
 
 TEST(OipDecode, ZeroFramesIsAllowed) {
-  ASSERT_OK_AND_ASSIGN(OipDecoded decoded,
-                       DecodeInferRequest(ConvRequest(0), "m", ConvProgram()));
+  ASSERT_OK_AND_ASSIGN(OipDecoded decoded, DecodeInferRequest(ConvRequest(0), "m", ConvProgram()));
   EXPECT_TRUE(decoded.frames.empty());
 }
 

@@ -140,12 +140,20 @@ class Server:
         return self.http_json(f"/v2/models/{model}")["sessions_active"]
 
     def stop(self):
+        """Stops the server with SIGTERM (a drain) and raises unless it exits 0. The log is
+        copied to $SLUICE_OIP_SERVER_LOG when that is set."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        log = self.log_text()
+        if os.environ.get("SLUICE_OIP_SERVER_LOG"):
+            shutil.copy(self.log_path, os.environ["SLUICE_OIP_SERVER_LOG"])
         shutil.rmtree(self.repo, ignore_errors=True)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"sluice-server exited with {self.proc.returncode} after SIGTERM; "
+                               f"its log ends:\n{log[-4000:]}")
