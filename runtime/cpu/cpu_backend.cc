@@ -190,7 +190,7 @@ absl::StatusOr<SlotId> CpuBackend::AllocateSlot() {
     const SlotId first = static_cast<SlotId>(chunks_.size() * kSlotsPerChunk);
     chunks_.push_back(std::move(chunk));
     slot_live_.resize(slot_live_.size() + kSlotsPerChunk, 0);
-    slot_stamp_.resize(slot_live_.size(), 0);
+    batch_validator_.Resize(slot_live_.size());
     for (int i = kSlotsPerChunk - 1; i >= 0; --i) free_slots_.push_back(first + i);
   }
   const SlotId slot = free_slots_.back();
@@ -366,16 +366,8 @@ absl::Status CpuBackend::Step(absl::Span<const StepItem> batch, absl::Span<float
   if (outputs.size() != program_->outputs.size() || ready.size() < batch.size()) {
     return absl::InvalidArgumentError("outputs/ready do not match the program and batch");
   }
-  ++stamp_;
-  for (int b = 0; b < n; ++b) {
-    RETURN_IF_ERROR(CheckSlot(batch[b].slot));
-    if (slot_stamp_[batch[b].slot] == stamp_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("slot ", batch[b].slot, " appears twice in one batch"));
-    }
-    slot_stamp_[batch[b].slot] = stamp_;
-    if (batch[b].frame == nullptr) return absl::InvalidArgumentError("null frame");
-  }
+  RETURN_IF_ERROR(
+      batch_validator_.Validate(batch, [this](SlotId slot) { return CheckSlot(slot); }));
   gemm_calls_ = 0;
   if (n == 0) return absl::OkStatus();
   const int64_t in_size = program_->input.frame_size;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/batch_validator.h"
 #include "runtime/cpu/gemm.h"
 
 namespace sluice::cpu {
@@ -64,8 +65,7 @@ class CpuBackend : public Backend {
   std::vector<float> gates_n_;
   std::vector<uint8_t*> states_;
   std::vector<int64_t> steps_;
-  std::vector<uint64_t> slot_stamp_;  // Detects a slot twice in one batch.
-  uint64_t stamp_ = 0;                // 64 bits: never wraps in practice.
+  BatchValidator batch_validator_;
   int64_t gemm_calls_ = 0;
 
   // Slot pool: fixed-size chunks so a slot's address never changes.

@@ -229,7 +229,7 @@ absl::Status OpenClBackend::CreateBuffers() {
   CL_RETURN_IF_ERROR(clEnqueueFillBuffer(queue_.get(), pool_.get(), &zero, sizeof(zero), 0,
                                          pool_bytes, 0, nullptr, nullptr));
   slot_live_.assign(capacity_, 0);
-  slot_stamp_.assign(capacity_, 0);
+  batch_validator_.Resize(capacity_);
   for (int64_t s = capacity_ - 1; s >= 0; --s) free_slots_.push_back(static_cast<SlotId>(s));
 
   for (Bucket& bucket : bucket_data_) {
@@ -370,7 +370,7 @@ absl::Status OpenClBackend::GrowPool() {
     CL_RETURN_IF_ERROR(clSetKernelArg(kernel, index, sizeof(cl_mem), &mem));
   }
   slot_live_.resize(capacity, 0);
-  slot_stamp_.resize(capacity, 0);
+  batch_validator_.Resize(capacity);
   for (int64_t s = capacity - 1; s >= capacity_; --s) free_slots_.push_back(static_cast<SlotId>(s));
   capacity_ = capacity;
   return absl::OkStatus();
@@ -454,16 +454,8 @@ absl::Status OpenClBackend::Step(absl::Span<const StepItem> batch, absl::Span<fl
   if (outputs.size() != p.outputs.size() || ready.size() < batch.size()) {
     return absl::InvalidArgumentError("outputs/ready do not match the program and batch");
   }
-  ++stamp_;
-  for (int b = 0; b < n; ++b) {
-    RETURN_IF_ERROR(CheckSlot(batch[b].slot));
-    if (slot_stamp_[batch[b].slot] == stamp_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("slot ", batch[b].slot, " appears twice in one batch"));
-    }
-    slot_stamp_[batch[b].slot] = stamp_;
-    if (batch[b].frame == nullptr) return absl::InvalidArgumentError("null frame");
-  }
+  RETURN_IF_ERROR(
+      batch_validator_.Validate(batch, [this](SlotId slot) { return CheckSlot(slot); }));
   last_step_launches_ = 0;
   last_step_transfers_ = 0;
   if (n == 0) return absl::OkStatus();

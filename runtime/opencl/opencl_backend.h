@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#include "runtime/batch_validator.h"
 #include "runtime/opencl/cl_status.h"
 #include "runtime/opencl/device.h"
 #include "runtime/opencl/kernel_source.h"
@@ -180,8 +181,7 @@ class OpenClBackend : public Backend {
   std::vector<uint8_t> slot_live_;
   std::vector<SlotId> free_slots_;
   int64_t live_slots_ = 0;
-  std::vector<uint32_t> slot_stamp_;
-  uint32_t stamp_ = 0;
+  BatchValidator batch_validator_;
 
   int64_t steps_run_ = 0;
   int last_rows_ = 0;                 // Rows of the last successful non-empty Step.
