@@ -15,7 +15,9 @@ APT_PACKAGES=(
   libdnnl-dev libeigen3-dev
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
   libcpp-httplib-dev prometheus libb64-0d
-  python3 python3-venv python3-numpy python3-torch
+  python3 python3-venv python3-numpy python3-torch python3-matplotlib
+  clang libclang-rt-14-dev valgrind openssl yamllint
+  podman buildah debootstrap uidmap fuse-overlayfs
 )
 PIP_PACKAGES=(onnxruntime==1.20.1 onnx==1.16.2)
 # Open Inference Protocol conformance (tests/oip): the Triton Python client, and perf_analyzer.
@@ -24,6 +26,8 @@ PIP_PACKAGES=(onnxruntime==1.20.1 onnx==1.16.2)
 # nvidia-cuda-runtime-cu12, never called without a GPU) and libb64.so.0d (Debian libb64-0d).
 # The grpc extra is spelled out (grpcio) because its protobuf<5 pin is only a packaging limit.
 PIP_PACKAGES+=(tritonclient==2.41.1 grpcio==1.85.3 nvidia-cuda-runtime-cu12==12.9.79)
+# Python client stubs (client/python) and offline Kubernetes schema checks (tests/deploy).
+PIP_PACKAGES+=(grpcio-tools==1.85.1 kubernetes-validate==1.31.0)
 
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
