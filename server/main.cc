@@ -24,7 +24,22 @@
 
 ABSL_FLAG(std::string, model_repository, SLUICE_DEFAULT_MODEL_REPOSITORY,
           "Folder with one sub-folder per model (model.onnx, optional config.pbtxt).");
-ABSL_FLAG(std::string, host, "0.0.0.0", "Address both ports bind to.");
+ABSL_FLAG(std::string, host, "0.0.0.0",
+          "Address the gRPC port binds to (all interfaces by default).");
+ABSL_FLAG(std::string, http_address, "",
+          "Address the HTTP admin port binds to; empty = --host. In a container keep all "
+          "interfaces so probes reach it; on a host, 127.0.0.1 keeps /metrics local.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve gRPC over TLS (with --tls_key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require and verify client certificates (mutual TLS).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File of bearer tokens (one per line, '#' comments): every gRPC call except health and "
+          "every HTTP route except the probes needs 'authorization: Bearer <token>'; a missing or "
+          "wrong token is UNAUTHENTICATED (HTTP 401) before any model work.");
+ABSL_FLAG(bool, metrics_require_auth, false,
+          "With --auth_token_file: /metrics needs the token too (default: open, for scrapers).");
 ABSL_FLAG(int, grpc_port, 8001, "gRPC port (native streaming API, health, reflection); 0 = any.");
 ABSL_FLAG(int, http_port, 8000,
           "HTTP admin port (/healthz /readyz /metrics /v2/...); 0 = any, "
@@ -94,6 +109,12 @@ int main(int argc, char** argv) {
   sluice::server::ServerOptions options;
   options.model_repository = absl::GetFlag(FLAGS_model_repository);
   options.host = absl::GetFlag(FLAGS_host);
+  options.http_host = absl::GetFlag(FLAGS_http_address);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
+  options.metrics_require_auth = absl::GetFlag(FLAGS_metrics_require_auth);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.backend = absl::GetFlag(FLAGS_backend);

@@ -4,10 +4,14 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/admin/http_server.h"
 #include "server/admin/metrics.h"
+#include "server/api/auth.h"
 #include "server/api/oip_service.h"  // OIP
 #include "server/api/stream_service.h"
 #include "server/repository/repository.h"
@@ -43,6 +47,43 @@ std::string ModelJson(const ServedModel& model) {
   return json;
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& path, absl::string_view what) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot read the ", what, " ", path));
+  std::stringstream text;
+  text << file.rdbuf();
+  if (text.str().find("-----BEGIN") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", what, " ", path, " is not PEM"));
+  }
+  return text.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFor(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls_client_ca needs --tls_cert and --tls_key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("TLS needs both --tls_cert and --tls_key");
+  }
+  absl::StatusOr<std::string> cert = ReadPem(options.tls_cert_file, "TLS certificate");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem(options.tls_key_file, "TLS key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
+  if (!options.tls_client_ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPem(options.tls_client_ca_file, "TLS client CA");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
 
 SluiceServer::SluiceServer() = default;
@@ -55,6 +96,14 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   self->options_ = options;
   self->metrics_ = std::make_unique<Metrics>();
   self->registry_ = std::make_unique<SessionRegistry>(options.max_sessions);
+  if (!options.auth_token_file.empty()) {
+    absl::StatusOr<TokenAuthenticator> auth = TokenAuthenticator::FromFile(options.auth_token_file);
+    if (!auth.ok()) return auth.status();
+    self->auth_ = std::make_unique<TokenAuthenticator>(*std::move(auth));
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFor(options);
+  if (!credentials.ok()) return credentials.status();
 
   if (options.http_port >= 0) {
     AdminHooks hooks;
@@ -95,7 +144,14 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
       if (model == nullptr) return std::nullopt;
       return model->ready();
     };
-    auto admin = AdminServer::Start(options.host, options.http_port, std::move(hooks));
+    if (self->auth_ != nullptr) {
+      hooks.authorize = [self](absl::string_view authorization) {
+        return self->auth_->Check(authorization);
+      };
+      hooks.metrics_public = !options.metrics_require_auth;
+    }
+    const std::string& http_host = options.http_host.empty() ? options.host : options.http_host;
+    auto admin = AdminServer::Start(http_host, options.http_port, std::move(hooks));
     if (!admin.ok()) return admin.status();
     self->admin_ = *std::move(admin);
     self->http_port_ = self->admin_->port();
@@ -118,6 +174,7 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   context.registry = self->registry_.get();
   context.metrics = self->metrics_.get();
   context.draining = &self->draining_;
+  context.auth = self->auth_.get();
   self->streaming_service_ = std::make_unique<StreamingService>(context);
   // OIP: the Open Inference Protocol (KServe v2 / Triton) service and its HTTP routes.
   self->oip_service_ = std::make_unique<OipService>(context, SLUICE_VERSION);
@@ -130,8 +187,8 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.grpc_port),
-                           grpc::InsecureServerCredentials(), &self->grpc_port_);
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.grpc_port), *credentials,
+                           &self->grpc_port_);
   builder.RegisterService(self->streaming_service_.get());
   builder.RegisterService(self->oip_service_.get());  // OIP
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
@@ -172,7 +229,9 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   }
   self->reaper_ = std::thread([self] { self->ReaperLoop(); });
   self->loading_.store(false);
-  spdlog::info("gRPC listening on {}:{}", options.host, self->grpc_port_);
+  spdlog::info("gRPC listening on {}:{}{}{}", options.host, self->grpc_port_,
+               options.tls_cert_file.empty() ? "" : " (TLS)",
+               self->auth_ != nullptr ? " with bearer-token auth" : "");
   return server;
 }
 

@@ -24,12 +24,14 @@ class ModelRepository;
 class OipService;  // OIP: Open Inference Protocol service (server/api/oip_service.h).
 class SessionRegistry;
 class StreamingService;
+class TokenAuthenticator;
 
 struct ServerOptions {
   std::string model_repository = "models";
-  std::string host = "0.0.0.0";
-  int grpc_port = 8001;  // 0 picks a free port (see grpc_port()).
-  int http_port = 8000;  // 0 picks a free port; -1 disables the admin endpoint.
+  std::string host = "0.0.0.0";  // gRPC bind address.
+  std::string http_host;         // Admin HTTP bind address; empty = `host`.
+  int grpc_port = 8001;          // 0 picks a free port (see grpc_port()).
+  int http_port = 8000;          // 0 picks a free port; -1 disables the admin endpoint.
   std::string backend = "auto";
   std::string opencl_platform;
   std::string opencl_device;
@@ -44,6 +46,14 @@ struct ServerOptions {
   // Test hook: primary backends fail like a lost device at this step (0 = never).
   int64_t inject_device_fault_after_steps = 0;
   int fallback_snapshot_interval_frames = 64;
+  // TLS on the gRPC port: PEM files. A client CA turns on mutual TLS (client certificates are
+  // required and verified).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  // Bearer tokens (see server/api/auth.h); empty = no authentication.
+  std::string auth_token_file;
+  bool metrics_require_auth = false;  // With auth on: /metrics needs the token too.
 };
 
 // Thread-safe.
@@ -71,6 +81,7 @@ class SluiceServer {
 
   ServerOptions options_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<TokenAuthenticator> auth_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<SessionRegistry> registry_;
   std::unique_ptr<StreamingService> streaming_service_;

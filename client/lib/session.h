@@ -22,6 +22,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -50,6 +52,8 @@ struct SessionOptions {
   int max_queued_responses = 4096;
   // Deadline of the whole stream (gRPC deadline); infinite by default.
   absl::Duration stream_timeout = absl::InfiniteDuration();
+  // Extra call metadata (StreamingClient adds "authorization" when it has a token).
+  std::vector<std::pair<std::string, std::string>> metadata;
 };
 
 // Thread-safety: thread-safe. Sends from several threads are written in the order their calls

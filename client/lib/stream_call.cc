@@ -13,6 +13,7 @@ StreamCall::StreamCall(SessionOptions options) : options_(std::move(options)) {
     context_.set_deadline(std::chrono::system_clock::now() +
                           absl::ToChronoNanoseconds(options_.stream_timeout));
   }
+  for (const auto& [key, value] : options_.metadata) context_.AddMetadata(key, value);
 }
 
 void StreamCall::Start(v1::Streaming::Stub* stub) {

@@ -26,6 +26,15 @@ struct ClientOptions {
   // TCP connections (gRPC channels) sessions are spread over, round robin. One HTTP/2 connection
   // carries any number of streams; more help when one connection's I/O becomes the bottleneck.
   int connections = 1;
+  // TLS: a PEM CA bundle to verify the server with turns TLS on; a client certificate and key
+  // (PEM) are sent for mutual TLS. tls_server_name overrides the name checked in the server's
+  // certificate (e.g. when connecting to an IP address).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_server_name;
+  // Sent as "authorization: Bearer <token>" on every call when not empty.
+  std::string auth_token;
 };
 
 // grpc.health.v1.HealthCheckResponse.ServingStatus.
@@ -37,8 +46,9 @@ absl::string_view ServingStatusName(ServingStatus status);
 // outlive its sessions.
 class StreamingClient {
  public:
-  // `server` is a gRPC target such as "127.0.0.1:8001" (insecure credentials). Does not connect
-  // yet: the first call does. InvalidArgument for an empty target or connections < 1.
+  // `server` is a gRPC target such as "127.0.0.1:8001". Does not connect yet: the first call
+  // does. InvalidArgument for an empty target, connections < 1 or a TLS file that is not PEM;
+  // NotFound for a TLS file that cannot be read.
   static absl::StatusOr<std::unique_ptr<StreamingClient>> Create(const std::string& server,
                                                                  const ClientOptions& options = {});
 
@@ -56,7 +66,8 @@ class StreamingClient {
   const std::string& server() const { return server_; }
 
  private:
-  StreamingClient(std::string server, const ClientOptions& options);
+  StreamingClient(std::string server, const ClientOptions& options,
+                  const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
   grpc::ClientContext* PrepareContext(grpc::ClientContext* context) const;
 

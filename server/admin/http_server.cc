@@ -263,6 +263,12 @@ void AdminServer::AddBuiltinRoutes() {
   });
 }
 
+bool AdminServer::IsPublic(const std::string& path) const {
+  // Probes must work for orchestrators that hold no token.
+  if (path == "/healthz" || path == "/readyz" || absl::StartsWith(path, "/v2/health/")) return true;
+  return path == "/metrics" && hooks_.metrics_public;
+}
+
 void AdminServer::Dispatch(const httplib::Request& req, httplib::Response& res) {
   const std::string method = req.method == "HEAD" ? "GET" : req.method;
   HttpRequest request;
@@ -284,7 +290,14 @@ void AdminServer::Dispatch(const httplib::Request& req, httplib::Response& res) 
   }
 
   HttpResponse response;
-  if (handler != nullptr) {
+  absl::Status auth = absl::OkStatus();
+  if (handler != nullptr && hooks_.authorize && !IsPublic(req.path)) {
+    auth = hooks_.authorize(req.get_header_value("Authorization"));
+  }
+  if (!auth.ok()) {
+    response.headers.emplace_back("WWW-Authenticate", "Bearer");
+    response.SetJsonError(401, auth.message());
+  } else if (handler != nullptr) {
     request.method = req.method;
     request.path = req.path;
     request.query_params.assign(req.params.begin(), req.params.end());

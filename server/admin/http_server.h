@@ -62,6 +62,11 @@ struct AdminHooks {
   std::function<std::optional<std::string>(const std::string& model)> model_json;
   // Whether a model is ready to serve, or nullopt if there is no such model.
   std::function<std::optional<bool>(const std::string& model)> model_ready;
+  // Optional: checks an "Authorization" header value. When set, every route except the health
+  // probes (/healthz, /readyz, /v2/health/*) and, if metrics_public, /metrics answers 401 unless
+  // it returns OK.
+  std::function<absl::Status(absl::string_view authorization)> authorize;
+  bool metrics_public = true;
 };
 
 // One HTTP request as a route handler sees it. Valid only during the handler call.
@@ -144,6 +149,8 @@ class AdminServer {
   absl::Status AddRoute(const std::string& method, const std::string& pattern, Handler handler)
       ABSL_LOCKS_EXCLUDED(routes_mu_);
   void AddBuiltinRoutes();
+  // Whether `path` is served without authorization (see AdminHooks::authorize).
+  bool IsPublic(const std::string& path) const;
   // Routes one request (the single handler registered with cpp-httplib for every method).
   void Dispatch(const httplib::Request& req, httplib::Response& res)
       ABSL_LOCKS_EXCLUDED(routes_mu_);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/api/auth.h"
 #include "server/api/oip_http.h"
 #include "server/common/status_util.h"
 
@@ -250,6 +251,9 @@ grpc::ServerUnaryReactor* OipService::ServerReady(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* OipService::ModelReady(grpc::CallbackServerContext* context,
                                                  const inference::ModelReadyRequest* request,
                                                  inference::ModelReadyResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   absl::StatusOr<ServedModel*> model = engine_->FindModel(request->name(), request->version());
   if (!model.ok()) return Done(context, model.status());
   response->set_ready((*model)->ready());
@@ -259,6 +263,9 @@ grpc::ServerUnaryReactor* OipService::ModelReady(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* OipService::ServerMetadata(
     grpc::CallbackServerContext* context, const inference::ServerMetadataRequest* /*request*/,
     inference::ServerMetadataResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   response->set_name("sluice");
   response->set_version(version_);
   for (const std::string& extension : OipExtensions()) response->add_extensions(extension);
@@ -268,6 +275,9 @@ grpc::ServerUnaryReactor* OipService::ServerMetadata(
 grpc::ServerUnaryReactor* OipService::ModelMetadata(grpc::CallbackServerContext* context,
                                                     const inference::ModelMetadataRequest* request,
                                                     inference::ModelMetadataResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   absl::StatusOr<ServedModel*> model = engine_->FindModel(request->name(), request->version());
   if (!model.ok()) return Done(context, model.status());
   *response = ModelMetadataOf(**model);
@@ -277,6 +287,9 @@ grpc::ServerUnaryReactor* OipService::ModelMetadata(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* OipService::ModelConfig(grpc::CallbackServerContext* context,
                                                   const inference::ModelConfigRequest* request,
                                                   inference::ModelConfigResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   absl::StatusOr<ServedModel*> model = engine_->FindModel(request->name(), request->version());
   if (!model.ok()) return Done(context, model.status());
   *response->mutable_config() = ModelConfigOf(**model);
@@ -286,6 +299,9 @@ grpc::ServerUnaryReactor* OipService::ModelConfig(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* OipService::ModelStatistics(
     grpc::CallbackServerContext* context, const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   if (!request->name().empty()) {
     absl::StatusOr<ServedModel*> model = engine_->FindModel(request->name(), request->version());
     if (!model.ok()) return Done(context, model.status());
@@ -299,6 +315,9 @@ grpc::ServerUnaryReactor* OipService::ModelStatistics(
 grpc::ServerUnaryReactor* OipService::RepositoryIndex(
     grpc::CallbackServerContext* context, const inference::RepositoryIndexRequest* request,
     inference::RepositoryIndexResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   for (ServedModel* model : engine_->context().repository->models()) {
     if (request->ready() && !model->ready()) continue;
     auto* index = response->add_models();
@@ -313,6 +332,9 @@ grpc::ServerUnaryReactor* OipService::RepositoryIndex(
 grpc::ServerUnaryReactor* OipService::ModelInfer(grpc::CallbackServerContext* context,
                                                  const inference::ModelInferRequest* request,
                                                  inference::ModelInferResponse* response) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return Done(context, auth);
+  }
   auto* reactor = context->DefaultReactor();
   // The reply runs once; `response` and `reactor` stay valid until Finish.
   auto reply = [reactor, response](absl::StatusOr<inference::ModelInferResponse> result) {
@@ -337,7 +359,11 @@ grpc::ServerUnaryReactor* OipService::ModelInfer(grpc::CallbackServerContext* co
 }
 
 grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
-OipService::ModelStreamInfer(grpc::CallbackServerContext* /*context*/) {
+OipService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  if (absl::Status auth = Authorize(engine_->context().auth, *context); !auth.ok()) {
+    return new RefusingBidiReactor<inference::ModelInferRequest,
+                                   inference::ModelStreamInferResponse>(ToGrpcStatus(auth));
+  }
   auto reactor = std::make_shared<StreamInferReactor>(engine_.get());
   reactor->Begin();
   return reactor.get();  // Kept alive by its own self_ until OnDone.

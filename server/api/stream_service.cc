@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/admin/metrics.h"
+#include "server/api/auth.h"
 #include "server/api/frame_codec.h"
 #include "server/common/status_util.h"
 #include "spdlog/spdlog.h"
@@ -223,13 +224,21 @@ v1::ModelSummary Summarize(const ServedModel& model) {
 }
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* StreamingService::Stream(
-    grpc::CallbackServerContext* /*context*/) {
+    grpc::CallbackServerContext* context) {
+  if (absl::Status auth = Authorize(context_.auth, *context); !auth.ok()) {
+    return new RefusingBidiReactor<v1::StreamRequest, v1::StreamResponse>(ToGrpcStatus(auth));
+  }
   return new StreamReactor(context_);
 }
 
 grpc::ServerUnaryReactor* StreamingService::ListModels(grpc::CallbackServerContext* context,
                                                        const v1::ListModelsRequest* /*request*/,
                                                        v1::ListModelsResponse* response) {
+  if (absl::Status auth = Authorize(context_.auth, *context); !auth.ok()) {
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   for (ServedModel* model : context_.repository->models()) {
     *response->add_models() = Summarize(*model);
   }
@@ -242,6 +251,10 @@ grpc::ServerUnaryReactor* StreamingService::ModelInfo(grpc::CallbackServerContex
                                                       const v1::ModelInfoRequest* request,
                                                       v1::ModelInfoResponse* response) {
   auto* reactor = context->DefaultReactor();
+  if (absl::Status auth = Authorize(context_.auth, *context); !auth.ok()) {
+    reactor->Finish(ToGrpcStatus(auth));
+    return reactor;
+  }
   ServedModel* model = context_.repository->Find(request->name());
   if (model == nullptr) {
     reactor->Finish(

@@ -12,6 +12,7 @@
 namespace sluice::server {
 
 class Metrics;
+class TokenAuthenticator;
 
 // What the services share with the rest of the server. All pointers outlive the service.
 struct ServiceContext {
@@ -19,6 +20,7 @@ struct ServiceContext {
   SessionRegistry* registry = nullptr;
   Metrics* metrics = nullptr;  // May be null.
   const std::atomic<bool>* draining = nullptr;
+  const TokenAuthenticator* auth = nullptr;  // Null: no authentication.
 };
 
 // Thread-safe (gRPC calls it from its callback threads).
