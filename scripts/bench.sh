@@ -10,6 +10,8 @@
 #      for 1 x 3000, 64 x 300 and 1000 x 30 (sessions x frames), ping-pong; the server's mean
 #      batch from /metrics (sluice_batch_size_sum / _count) over each run.
 # Prints a summary (Markdown tables) at the end; raw outputs go to the results directory.
+# The streaming step against ONNX Runtime and PyTorch is scripts/compare_bench.sh;
+# scripts/plot_bench.py plots either script's results (transport: server vs echo).
 #
 #   scripts/bench.sh [--no-build] [--rounds N] [--reps N] [--out DIR] [--skip gemm,step,transport]
 #
@@ -41,7 +43,7 @@ while [[ $# -gt 0 ]]; do
     --reps) reps="$2"; shift ;;
     --out) out="$2"; shift ;;
     --skip) skip="$2"; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -65,29 +67,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-section() { printf '\n=== %s   (load average %s)\n' "$1" "$(loadavg)"; }
+# shellcheck source=scripts/bench_lib.sh
+source "$ROOT/scripts/bench_lib.sh"
 
 # --- 1. machine ------------------------------------------------------------------------------
-{
-  echo "date (UTC):   $(date -u '+%Y-%m-%d %H:%M:%S')"
-  echo "commit:       $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ local changes)')"
-  echo "cpu:          $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'), model $(lscpu | sed -n 's/^Model: *//p'))"
-  echo "hypervisor:   $(lscpu | sed -n 's/^Hypervisor vendor: *//p')"
-  echo "cores:        nproc $(nproc); $(lscpu | sed -n 's/^Thread(s) per core: *//p') thread(s) per core"
-  echo "caches:       L1d $(lscpu | sed -n 's/^L1d cache: *//p'), L2 $(lscpu | sed -n 's/^L2 cache: *//p'), L3 $(lscpu | sed -n 's/^L3 cache: *//p')"
-  echo "MHz (now):    $(awk -F': ' '/^cpu MHz/ {printf "%s ", $2}' /proc/cpuinfo)"
-  flags=" $(lscpu | sed -n 's/^Flags: *//p') "
-  have=() missing=()
-  for f in sse4_2 avx fma avx2 avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 amx_tile; do
-    if [[ "$flags" == *" $f "* ]]; then have+=("$f"); else missing+=("$f"); fi
-  done
-  echo "ISA present:  ${have[*]:-none}"
-  echo "ISA absent:   ${missing[*]:-none}"
-  echo "kernel:       $(uname -sr)"
-  echo "compiler:     $(c++ --version | head -1)"
-  echo "load average: $(loadavg) (1/5/15 min, $(nproc) cores)"
-} | tee "$out/machine.txt"
+machine_info | tee "$out/machine.txt"
 
 # --- build -----------------------------------------------------------------------------------
 targets=(sluice-gemm-bench sluice-step-bench sluice-echo-server sluice-server sluice-client)

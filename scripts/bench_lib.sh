@@ -1,0 +1,26 @@
+# shellcheck shell=bash
+# Shared by the benchmark scripts (sourced): load average, section headers, machine info.
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+section() { printf '\n=== %s   (load average %s)\n' "$1" "$(loadavg)"; }
+
+# CPU model and family, the ISA flags present and absent, cores, caches, kernel, compiler, load.
+machine_info() {
+  echo "date (UTC):   $(date -u '+%Y-%m-%d %H:%M:%S')"
+  echo "commit:       $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (+ local changes)')"
+  echo "cpu:          $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'), model $(lscpu | sed -n 's/^Model: *//p'))"
+  echo "hypervisor:   $(lscpu | sed -n 's/^Hypervisor vendor: *//p')"
+  echo "cores:        nproc $(nproc); $(lscpu | sed -n 's/^Thread(s) per core: *//p') thread(s) per core"
+  echo "caches:       L1d $(lscpu | sed -n 's/^L1d cache: *//p'), L2 $(lscpu | sed -n 's/^L2 cache: *//p'), L3 $(lscpu | sed -n 's/^L3 cache: *//p')"
+  echo "MHz (now):    $(awk -F': ' '/^cpu MHz/ {printf "%s ", $2}' /proc/cpuinfo)"
+  local flags have=() missing=() f
+  flags=" $(lscpu | sed -n 's/^Flags: *//p') "
+  for f in sse4_2 avx fma avx2 avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 amx_tile; do
+    if [[ "$flags" == *" $f "* ]]; then have+=("$f"); else missing+=("$f"); fi
+  done
+  echo "ISA present:  ${have[*]:-none}"
+  echo "ISA absent:   ${missing[*]:-none}"
+  echo "kernel:       $(uname -sr)"
+  echo "compiler:     $(c++ --version | head -1)"
+  echo "load average: $(loadavg) (1/5/15 min, $(nproc) cores)"
+}
