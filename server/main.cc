@@ -67,6 +67,12 @@ ABSL_FLAG(int64_t, max_connection_age_ms, 0,
           "Ask clients to reconnect after this long, so an "
           "L7 load balancer can rebalance (0 = never).");
 ABSL_FLAG(int64_t, max_connection_age_grace_ms, 0, "Grace period after max_connection_age.");
+ABSL_FLAG(int64_t, resume_grace_ms, 0,
+          "Keep a native session whose stream drops without Close this long, so the client can "
+          "reconnect with Open{resume_token, last_output_seq} and continue with its state (0 = "
+          "off: sessions end with their stream). With it on, end sessions with Close.");
+ABSL_FLAG(int, resume_buffer_frames, 1024,
+          "Written output frames each resumable session keeps for replay after a reconnect.");
 ABSL_FLAG(int, drain_timeout_s, 30, "On SIGTERM/SIGINT, how long to let sessions finish.");
 ABSL_FLAG(bool, version, false, "Print the version and exit.");
 ABSL_FLAG(int64_t, inject_device_fault_after_steps, 0,
@@ -115,6 +121,8 @@ int main(int argc, char** argv) {
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   options.metrics_require_auth = absl::GetFlag(FLAGS_metrics_require_auth);
+  options.resume_grace_ms = absl::GetFlag(FLAGS_resume_grace_ms);
+  options.resume_buffer_frames = absl::GetFlag(FLAGS_resume_buffer_frames);
   options.grpc_port = absl::GetFlag(FLAGS_grpc_port);
   options.http_port = absl::GetFlag(FLAGS_http_port);
   options.backend = absl::GetFlag(FLAGS_backend);

@@ -95,7 +95,8 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   SluiceServer* self = server.get();
   self->options_ = options;
   self->metrics_ = std::make_unique<Metrics>();
-  self->registry_ = std::make_unique<SessionRegistry>(options.max_sessions);
+  self->registry_ = std::make_unique<SessionRegistry>(options.max_sessions,
+                                                      absl::Milliseconds(options.resume_grace_ms));
   if (!options.auth_token_file.empty()) {
     absl::StatusOr<TokenAuthenticator> auth = TokenAuthenticator::FromFile(options.auth_token_file);
     if (!auth.ok()) return auth.status();
@@ -175,6 +176,8 @@ absl::StatusOr<std::unique_ptr<SluiceServer>> SluiceServer::Start(const ServerOp
   context.metrics = self->metrics_.get();
   context.draining = &self->draining_;
   context.auth = self->auth_.get();
+  context.resume_grace = absl::Milliseconds(options.resume_grace_ms);
+  context.resume_buffer_frames = options.resume_buffer_frames;
   self->streaming_service_ = std::make_unique<StreamingService>(context);
   // OIP: the Open Inference Protocol (KServe v2 / Triton) service and its HTTP routes.
   self->oip_service_ = std::make_unique<OipService>(context, SLUICE_VERSION);

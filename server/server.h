@@ -54,6 +54,10 @@ struct ServerOptions {
   // Bearer tokens (see server/api/auth.h); empty = no authentication.
   std::string auth_token_file;
   bool metrics_require_auth = false;  // With auth on: /metrics needs the token too.
+  // Native streams: a session whose link drops without Close waits this long for a resume
+  // (0 = sessions end with their stream), keeping this many written outputs for replay.
+  int64_t resume_grace_ms = 0;
+  int resume_buffer_frames = 1024;
 };
 
 // Thread-safe.

@@ -11,21 +11,14 @@
 #include "client/cli/bench_runner.h"
 #include "client/cli/commands.h"
 #include "client/cli/common_flags.h"
+#include "client/cli/load_flags.h"
 
-ABSL_FLAG(int, sessions, 1, "bench: concurrent sessions.");
-ABSL_FLAG(int64_t, frames, 1000, "bench: measured frames per session.");
 ABSL_FLAG(int64_t, warmup, 0,
           "bench: frames per session sent before the measured ones and left out of the "
           "statistics.");
 ABSL_FLAG(double, rate, 0,
           "bench: frames per second per session, paced (open loop); 0 = ping-pong (each frame "
           "is sent as soon as the previous frame's output arrived).");
-ABSL_FLAG(bool, json, false,
-          "bench: print one JSON object (sessions, frames, frames_per_s, p50_us, p90_us, "
-          "p99_us, p999_us, max_us, errors) instead of the report.");
-ABSL_FLAG(int, connections, 1, "bench: gRPC connections the sessions are spread over.");
-ABSL_FLAG(absl::Duration, timeout, absl::Minutes(10),
-          "bench: cancel the run after this long (unfinished sessions count as errors).");
 
 namespace sluice::client {
 namespace {
@@ -44,14 +37,18 @@ void PrintProgress(const BenchProgress& progress) {
 }  // namespace
 
 const Command kBenchCommand = {
-    "bench", "Run N concurrent sessions; report frames/s and per-frame latency percentiles.",
+    "bench",
+    "Run N concurrent sessions; report frames/s and per-frame latency percentiles.",
     "Runs --sessions concurrent sessions on --model, each sending --frames random frames\n"
     "(ping-pong, or paced at --rate frames/s), and reports total frames/s and the end-to-end\n"
-    "latency (send -> its output) p50/p90/p99/p99.9/max in microseconds. Exit code 1 when\n"
-    "any error occurred.\n"
+    "latency (send -> its output) p50/p90/p99/p99.9/max in microseconds (--json: one object\n"
+    "with sessions, frames, frames_per_s, p50_us, p90_us, p99_us, p999_us, max_us, errors).\n"
+    "Exit code 1 when any error occurred.\n"
     "  sluice-client bench [--server HOST:PORT] --model NAME --sessions N --frames F "
     "[--rate FPS] [--warmup W] [--json]",
-    "client/cli/bench_command.cc", &RunBenchCommand};
+    "client/cli/bench_command.cc",
+    &RunBenchCommand,
+    "client/cli/load_flags.cc"};
 
 int RunBenchCommand() {
   BenchOptions options;

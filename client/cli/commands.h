@@ -12,17 +12,20 @@ struct Command {
   const char* usage;    // The usage message of `sluice-client <name> --help`.
   const char* source;   // The file defining its flags (matched against flag locations).
   int (*run)();
+  const char* shared_source = nullptr;  // A file of flags it shares with other commands.
 };
 
 int RunStreamCommand();
 int RunBenchCommand();
 int RunHealthCommand();
 int RunModelsCommand();
+int RunSoakCommand();
 
 extern const Command kStreamCommand;
 extern const Command kBenchCommand;
 extern const Command kHealthCommand;
 extern const Command kModelsCommand;
+extern const Command kSoakCommand;
 
 }  // namespace sluice::client
 

@@ -23,7 +23,7 @@ ABSL_FLAG(std::string, auth_token_file, "",
 
 namespace sluice::client {
 
-absl::StatusOr<std::unique_ptr<StreamingClient>> ClientFromFlags(int connections) {
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(int connections) {
   ClientOptions options;
   options.rpc_timeout = absl::GetFlag(FLAGS_rpc_timeout);
   options.connections = connections;
@@ -38,7 +38,13 @@ absl::StatusOr<std::unique_ptr<StreamingClient>> ClientFromFlags(int connections
     }
     options.auth_token = std::string(absl::StripAsciiWhitespace(options.auth_token));
   }
-  return StreamingClient::Create(absl::GetFlag(FLAGS_server), options);
+  return options;
+}
+
+absl::StatusOr<std::unique_ptr<StreamingClient>> ClientFromFlags(int connections) {
+  absl::StatusOr<ClientOptions> options = ClientOptionsFromFlags(connections);
+  if (!options.ok()) return options.status();
+  return StreamingClient::Create(absl::GetFlag(FLAGS_server), *options);
 }
 
 }  // namespace sluice::client

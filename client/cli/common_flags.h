@@ -16,7 +16,10 @@ ABSL_DECLARE_FLAG(absl::Duration, rpc_timeout);
 
 namespace sluice::client {
 
-// A client for --server with --rpc_timeout, spreading sessions over `connections` channels.
+// The client options the flags give (--rpc_timeout, TLS, token), with `connections` channels.
+absl::StatusOr<ClientOptions> ClientOptionsFromFlags(int connections = 1);
+
+// A client for --server with ClientOptionsFromFlags(connections).
 absl::StatusOr<std::unique_ptr<StreamingClient>> ClientFromFlags(int connections = 1);
 
 }  // namespace sluice::client

@@ -1,4 +1,5 @@
-// sluice-client: command-line client of a sluice server (stream a file, bench, health, models).
+// sluice-client: command-line client of a sluice server (stream a file, bench, soak, health,
+// models).
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -15,7 +16,7 @@
 namespace {
 
 const sluice::client::Command* const kCommands[] = {
-    &sluice::client::kStreamCommand, &sluice::client::kBenchCommand,
+    &sluice::client::kStreamCommand, &sluice::client::kBenchCommand, &sluice::client::kSoakCommand,
     &sluice::client::kHealthCommand, &sluice::client::kModelsCommand};
 
 const sluice::client::Command* current = nullptr;
@@ -35,7 +36,9 @@ std::string Overview() {
 // `--help` lists the flags of the current subcommand's file and the shared ones.
 bool IsHelpFlagFile(absl::string_view file) {
   if (absl::StrContains(file, "client/cli/common_flags.cc")) return true;
-  return current != nullptr && absl::StrContains(file, current->source);
+  if (current == nullptr) return false;
+  return absl::StrContains(file, current->source) ||
+         (current->shared_source != nullptr && absl::StrContains(file, current->shared_source));
 }
 
 }  // namespace

@@ -20,12 +20,29 @@ Session::~Session() {
 
 absl::StatusOr<v1::Opened> Session::Open(absl::string_view model, absl::string_view tag,
                                          absl::Duration timeout) {
+  v1::Open open;
+  open.set_model(std::string(model));
+  open.set_session_tag(std::string(tag));
+  return SendOpen(std::move(open), timeout);
+}
+
+absl::StatusOr<v1::Opened> Session::Resume(absl::string_view resume_token,
+                                           std::optional<uint64_t> last_output_seq,
+                                           absl::string_view model, absl::Duration timeout) {
+  if (resume_token.empty()) return absl::InvalidArgumentError("empty resume token");
+  v1::Open open;
+  open.set_model(std::string(model));
+  open.set_resume_token(std::string(resume_token));
+  if (last_output_seq.has_value()) open.set_last_output_seq(*last_output_seq);
+  return SendOpen(std::move(open), timeout);
+}
+
+absl::StatusOr<v1::Opened> Session::SendOpen(v1::Open open, absl::Duration timeout) {
   if (open_called_.exchange(true)) {
-    return absl::FailedPreconditionError("Open() was already called on this session");
+    return absl::FailedPreconditionError("Open() or Resume() was already called on this session");
   }
   v1::StreamRequest request;
-  request.mutable_open()->set_model(std::string(model));
-  request.mutable_open()->set_session_tag(std::string(tag));
+  *request.mutable_open() = std::move(open);
   // When the write fails the stream is ending: wait for its status, which is what Open() reports.
   call_->Write(std::move(request)).IgnoreError();
   absl::StatusOr<v1::Opened> opened = call_->AwaitOpened(timeout);

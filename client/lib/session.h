@@ -73,7 +73,21 @@ class Session {
   // model, RESOURCE_EXHAUSTED for too many sessions). DeadlineExceeded after `timeout`. Call once.
   absl::StatusOr<v1::Opened> Open(absl::string_view model, absl::string_view tag = "",
                                   absl::Duration timeout = absl::Seconds(30));
-  // The Opened info of a successful Open(); empty before.
+  // Resumes a detached server session (one opened with a resume token whose stream dropped
+  // without Close) on this new stream instead of opening one: sends Open{resume_token,
+  // last_output_seq, model} and blocks like Open(). The server replays every output after
+  // `last_output_seq` (the seq of the last output the client received; unset = none received),
+  // then new ones; Opened.resumed is true and Opened.next_seq is the seq the next frame sent gets,
+  // so the client resends its frames from there on. `model` may be empty; if set it must be the
+  // session's. Errors: UNAVAILABLE while the old stream is still closing (retry after a short
+  // backoff), NOT_FOUND for an unknown or expired token, OUT_OF_RANGE when outputs after
+  // `last_output_seq` are no longer buffered, INVALID_ARGUMENT for another model. Call once,
+  // instead of Open().
+  absl::StatusOr<v1::Opened> Resume(absl::string_view resume_token,
+                                    std::optional<uint64_t> last_output_seq,
+                                    absl::string_view model = "",
+                                    absl::Duration timeout = absl::Seconds(30));
+  // The Opened info of a successful Open() or Resume(); empty before.
   const v1::Opened& opened() const { return opened_; }
 
   // Queues `count` >= 1 frames for sending and returns without waiting. `frames` holds them
@@ -81,8 +95,8 @@ class Session {
   // `layout` picks the wire encoding (STACKED sends the bytes as they are; OFFLINE transposes
   // them into the model's offline layout with the time dim = count). `tags` is empty or one per
   // frame; each comes back with the output its frame completes. FailedPrecondition before Open()
-  // succeeded or after Close(); InvalidArgument for a bad count or tag count; the stream's status
-  // once it has ended.
+  // or Resume() succeeded or after Close(); InvalidArgument for a bad count or tag count; the
+  // stream's status once it has ended.
   absl::Status SendFrames(const float* frames, int count, absl::Span<const std::string> tags = {},
                           v1::Frames::Layout layout = v1::Frames::STACKED);
   // INT16 PCM frames; a float model sees value / 32768.
@@ -113,6 +127,8 @@ class Session {
   bool done() const;
 
  private:
+  // Sends `open` as the first request and waits for the answer (Open and Resume).
+  absl::StatusOr<v1::Opened> SendOpen(v1::Open open, absl::Duration timeout);
   absl::Status SendTyped(v1::DataType dtype, const void* frames, int count,
                          absl::Span<const std::string> tags, v1::Frames::Layout layout);
 
@@ -120,7 +136,7 @@ class Session {
   std::shared_ptr<internal::StreamCall> call_;
   std::atomic<bool> open_called_{false};
   std::atomic<bool> opened_ok_{false};  // Set (release) after opened_ is written.
-  v1::Opened opened_;                   // Written once by Open(), read-only afterwards.
+  v1::Opened opened_;                   // Written once by Open()/Resume(), then read-only.
 };
 
 }  // namespace sluice::client

@@ -90,12 +90,21 @@ absl::Status StreamCall::CloseSend() {
 void StreamCall::Cancel() {
   context_.TryCancel();
   Actions actions;
+  bool resume_read = false;
   {
     absl::MutexLock lock(&mu_);
     stop_writing_ = true;
+    cancelled_ = true;
     actions = NextActions();
+    // A paused read's hold would keep OnDone (and so Finish() and ~Session) waiting for a Next()
+    // that may never come: read on until the cancelled call's reads fail.
+    resume_read = std::exchange(read_paused_, false);
   }
   Run(actions);
+  if (resume_read) {
+    StartRead(&read_buf_);
+    RemoveHold();
+  }
 }
 
 void StreamCall::OnWriteDone(bool ok) {
@@ -152,7 +161,7 @@ void StreamCall::OnReadDone(bool ok) {
     } else if (!options_.on_response) {
       responses_.push_back(std::move(read_buf_));
       read_buf_.Clear();
-      if (static_cast<int>(responses_.size()) >= options_.max_queued_responses) {
+      if (static_cast<int>(responses_.size()) >= options_.max_queued_responses && !cancelled_) {
         // Resumed by Next(); the hold keeps the call alive without an outstanding read. It is
         // taken under mu_ (AddHold runs no reaction) so that Next() cannot remove it first.
         read_paused_ = true;

@@ -91,6 +91,7 @@ class StreamCall : public grpc::ClientBidiReactor<v1::StreamRequest, v1::StreamR
 
   std::deque<v1::StreamResponse> responses_ ABSL_GUARDED_BY(mu_);  // Queue mode only.
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // Holds a second hold while true.
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;    // Cancel() was called: reading never pauses.
 
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);

@@ -105,11 +105,12 @@ constexpr absl::string_view kStepSeconds = "sluice_step_seconds";
 constexpr absl::string_view kFrameLatency = "sluice_frame_latency_seconds";
 constexpr absl::string_view kFallbacks = "sluice_backend_fallbacks_total";
 constexpr absl::string_view kMigrated = "sluice_sessions_migrated_total";
+constexpr absl::string_view kResumed = "sluice_sessions_resumed_total";
 constexpr absl::string_view kErrors = "sluice_errors_total";
 
 bool IsReservedName(absl::string_view name) {
   for (const absl::string_view family :
-       {kSessionsActive, kSessionsTotal, kFramesTotal, kFallbacks, kMigrated, kErrors}) {
+       {kSessionsActive, kSessionsTotal, kFramesTotal, kFallbacks, kMigrated, kResumed, kErrors}) {
     if (name == family) return true;
   }
   for (const absl::string_view family : {kBatchSize, kQueueDelay, kStepSeconds, kFrameLatency}) {
@@ -340,6 +341,8 @@ std::string Metrics::RenderPrometheus() const {
             &ModelMetrics::fallbacks);
   per_model(kMigrated, "Sessions whose state was moved to another backend.", "counter",
             &ModelMetrics::sessions_migrated);
+  per_model(kResumed, "Sessions resumed on a new stream after their link dropped.", "counter",
+            &ModelMetrics::sessions_resumed);
 
   AppendHeader(out, kErrors, "Errors returned to clients, by status code.", "counter");
   for (int i = 1; i < kNumCodes; ++i) {

@@ -22,6 +22,7 @@
 //   sluice_frame_latency_seconds{model}           histogram  ModelMetrics::frame_latency_seconds
 //   sluice_backend_fallbacks_total{model}         counter    ModelMetrics::fallbacks
 //   sluice_sessions_migrated_total{model}         counter    ModelMetrics::sessions_migrated
+//   sluice_sessions_resumed_total{model}          counter    ModelMetrics::sessions_resumed
 //   sluice_errors_total{code}                     counter    Metrics::CountError()
 //   <name> (no labels)                            gauge      Metrics::SetGauge()
 #ifndef SLUICE_SERVER_ADMIN_METRICS_H_
@@ -114,6 +115,7 @@ class ModelMetrics {
   std::atomic<int64_t> frames_out{0};       // outputs sent to clients
   std::atomic<int64_t> fallbacks{0};        // device -> CPU backend fallbacks
   std::atomic<int64_t> sessions_migrated{0};  // sessions whose state moved to another backend
+  std::atomic<int64_t> sessions_resumed{0};   // detached sessions resumed on a new stream
 
   Histogram batch_size;             // frames per Backend::Step() batch
   Histogram queue_delay_seconds;    // enqueue -> batch start, per frame

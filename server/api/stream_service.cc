@@ -101,15 +101,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
 
   void OnCancel() override {
     if (std::shared_ptr<Session> session = CurrentSession()) {
-      session->EnqueueClose(absl::CancelledError("the client cancelled"), /*drop_pending=*/true);
+      session->Disconnect(absl::CancelledError("the client cancelled"));
     }
   }
 
   void OnDone() override {
-    if (std::shared_ptr<Session> session = CurrentSession()) {
-      session->OnStreamDone();
-      ReleasePlace(*session);
-    }
+    if (std::shared_ptr<Session> session = CurrentSession()) session->OnStreamDone();
     delete this;
   }
 
@@ -122,8 +119,6 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
   void Finish(const absl::Status& status) override {
     if (!status.ok()) CountError(status);
-    // Give the session's place back before the client can see the stream end.
-    if (std::shared_ptr<Session> session = CurrentSession()) ReleasePlace(*session);
     grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::Finish(ToGrpcStatus(status));
   }
 
@@ -131,13 +126,6 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   std::shared_ptr<Session> CurrentSession() {
     absl::MutexLock lock(&mu_);
     return session_;
-  }
-
-  void ReleasePlace(const Session& session) {
-    if (released_.exchange(true)) return;
-    context_.registry->Remove(session.id());
-    context_.registry->Release(&served_->sessions_active);
-    if (served_->metrics != nullptr) served_->metrics->sessions_active.fetch_sub(1);
   }
 
   void CountError(const absl::Status& status) {
@@ -152,6 +140,10 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     const v1::Open& open = request_.open();
     if (context_.draining != nullptr && context_.draining->load()) {
       Finish(absl::UnavailableError("the server is shutting down"));
+      return;
+    }
+    if (!open.resume_token().empty()) {
+      HandleResume(open);
       return;
     }
     ServedModel* model = context_.repository->Find(open.model());
@@ -171,22 +163,22 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
       return;
     }
     served_ = model;
-    const streaming::Program& program = *model->program;
     SessionLimits limits;
     limits.queue_frames = model->config.session_queue_frames();
     limits.outbox_frames = std::max(256, 4 * limits.queue_frames);
-    auto session = std::make_shared<Session>(*id, model->name, open.session_tag(),
-                                             model->PickInstance(), this, limits);
-    v1::StreamResponse response;
-    v1::Opened* opened = response.mutable_opened();
-    opened->set_session_id(*id);
-    opened->set_model(model->name);
-    opened->set_session_tag(open.session_tag());
-    *opened->mutable_input() = ToTensorSpec(program.input);
-    for (const auto& output : program.outputs) *opened->add_outputs() = ToTensorSpec(output);
-    opened->set_warmup_frames(program.warmup_frames);
-    opened->set_state_bytes(program.state_bytes);
-    opened->set_backend(model->backend);
+    limits.resume_buffer_frames = context_.resume_buffer_frames;
+    const bool resumable = context_.resume_grace > absl::ZeroDuration();
+    auto session = std::make_shared<Session>(
+        *id, model->name, open.session_tag(), model->PickInstance(), this, limits,
+        resumable ? context_.registry->NewResumeToken() : std::string());
+    // The place is the session's, not this stream's: a resumed session outlives its first stream.
+    SessionRegistry* registry = context_.registry;
+    session->set_on_release([registry, model, id = *id] {
+      registry->Remove(id);
+      registry->Release(&model->sessions_active);
+      if (model->metrics != nullptr) model->metrics->sessions_active.fetch_sub(1);
+    });
+    v1::StreamResponse response = OpenedFor(*model, *session);
     {
       absl::MutexLock lock(&mu_);
       session_ = session;
@@ -204,10 +196,64 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
     }
   }
 
+  void HandleResume(const v1::Open& open) {
+    std::shared_ptr<Session> session = context_.registry->FindByResumeToken(open.resume_token());
+    if (session == nullptr) {
+      Finish(absl::NotFoundError("unknown or expired resume token"));
+      return;
+    }
+    if (!open.model().empty() && open.model() != session->model()) {
+      Finish(
+          absl::InvalidArgumentError(absl::StrCat("the resume token belongs to a session on model ",
+                                                  session->model(), ", not ", open.model())));
+      return;
+    }
+    ServedModel* model = context_.repository->Find(session->model());
+    if (model == nullptr || !model->ready()) {
+      Finish(absl::UnavailableError(absl::StrCat("model ", session->model(), " is not ready")));
+      return;
+    }
+    served_ = model;
+    v1::StreamResponse response = OpenedFor(*model, *session);
+    response.mutable_opened()->set_resumed(true);
+    // Set before Attach: the session may use this stream as soon as it is attached.
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = session;
+    }
+    const std::optional<uint64_t> last =
+        open.has_last_output_seq() ? std::optional<uint64_t>(open.last_output_seq()) : std::nullopt;
+    if (absl::Status status = session->Attach(this, last, std::move(response)); !status.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        session_ = nullptr;
+      }
+      Finish(status);
+      return;
+    }
+    if (model->metrics != nullptr) model->metrics->sessions_resumed.fetch_add(1);
+    spdlog::debug("session {} resumed on model {}", session->id(), model->name);
+  }
+
+  static v1::StreamResponse OpenedFor(const ServedModel& model, const Session& session) {
+    const streaming::Program& program = *model.program;
+    v1::StreamResponse response;
+    v1::Opened* opened = response.mutable_opened();
+    opened->set_session_id(session.id());
+    opened->set_model(model.name);
+    opened->set_session_tag(session.tag());
+    *opened->mutable_input() = ToTensorSpec(program.input);
+    for (const auto& output : program.outputs) *opened->add_outputs() = ToTensorSpec(output);
+    opened->set_warmup_frames(program.warmup_frames);
+    opened->set_state_bytes(program.state_bytes);
+    opened->set_backend(model.backend);
+    opened->set_resume_token(session.resume_token());
+    return response;
+  }
+
   const ServiceContext context_;
   v1::StreamRequest request_;
   ServedModel* served_ = nullptr;
-  std::atomic<bool> released_{false};
   absl::Mutex mu_;
   std::shared_ptr<Session> session_ ABSL_GUARDED_BY(mu_);
 };

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "absl/time/time.h"
 #include "server/repository/repository.h"
 #include "server/session/registry.h"
 #include "sluice/v1/streaming.grpc.pb.h"
@@ -21,6 +22,9 @@ struct ServiceContext {
   Metrics* metrics = nullptr;  // May be null.
   const std::atomic<bool>* draining = nullptr;
   const TokenAuthenticator* auth = nullptr;  // Null: no authentication.
+  // Detached native sessions wait this long for a resume; zero = sessions end with their stream.
+  absl::Duration resume_grace = absl::ZeroDuration();
+  int resume_buffer_frames = 1024;  // Written outputs each resumable session keeps for replay.
 };
 
 // Thread-safe (gRPC calls it from its callback threads).

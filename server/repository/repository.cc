@@ -133,10 +133,19 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
   std::sort(dirs.begin(), dirs.end());
   for (const auto& dir : dirs) {
     auto model = std::make_unique<ServedModel>();
-    model->name = dir.filename().string();
     model->dir = dir.string();
+    // Clients open the config's name, which defaults to the folder's.
+    const absl::StatusOr<v1::ModelConfig> named = LoadModelConfig(model->dir);
+    model->name = named.ok() ? named->name() : dir.filename().string();
+    absl::Status duplicate;
+    if (repository->models_.count(model->name) != 0) {
+      duplicate = absl::AlreadyExistsError(absl::StrCat("folder ", dir.filename().string(),
+                                                        " names a model '", model->name,
+                                                        "' that another folder already serves"));
+      model->name = dir.filename().string();
+    }
     if (metrics != nullptr) model->metrics = metrics->ForModel(model->name);
-    model->load_status = LoadOne(model.get(), options);
+    model->load_status = duplicate.ok() ? LoadOne(model.get(), options) : duplicate;
     if (model->load_status.ok()) {
       spdlog::info(
           "model {} ready: {} instance(s) on {}, warm-up {} frames, {} state bytes per "

@@ -33,12 +33,34 @@ void SessionRegistry::Release(std::atomic<int64_t>* model_active) {
 
 void SessionRegistry::Add(std::shared_ptr<Session> session, absl::Duration idle_timeout) {
   absl::MutexLock lock(&mu_);
-  sessions_[session->id()] = Entry{session, idle_timeout, false};
+  if (!session->resume_token().empty()) resume_tokens_[session->resume_token()] = session->id();
+  const std::string id = session->id();
+  sessions_[id] = Entry{std::move(session), idle_timeout, false};
 }
 
 void SessionRegistry::Remove(const std::string& id) {
+  std::shared_ptr<Session> removed;  // Destroyed after the lock is released.
   absl::MutexLock lock(&mu_);
-  sessions_.erase(id);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  removed = std::move(it->second.session);
+  if (!removed->resume_token().empty()) resume_tokens_.erase(removed->resume_token());
+  sessions_.erase(it);
+}
+
+std::string SessionRegistry::NewResumeToken() {
+  std::random_device entropy;
+  std::string token;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&token, absl::Hex(entropy(), absl::kZeroPad8));
+  return token;
+}
+
+std::shared_ptr<Session> SessionRegistry::FindByResumeToken(const std::string& token) const {
+  absl::MutexLock lock(&mu_);
+  auto it = resume_tokens_.find(token);
+  if (it == resume_tokens_.end()) return nullptr;
+  auto entry = sessions_.find(it->second);
+  return entry == sessions_.end() ? nullptr : entry->second.session;
 }
 
 void SessionRegistry::ForEach(const std::function<void(Session&)>& fn) const {
@@ -46,30 +68,37 @@ void SessionRegistry::ForEach(const std::function<void(Session&)>& fn) const {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, entry] : sessions_) {
-      if (auto session = entry.session.lock()) live.push_back(std::move(session));
+      live.push_back(entry.session);
     }
   }
   for (const auto& session : live) fn(*session);
 }
 
 void SessionRegistry::ReapIdle(absl::Time now) {
-  std::vector<std::pair<std::shared_ptr<Session>, absl::Duration>> idle;
+  std::vector<std::pair<std::shared_ptr<Session>, absl::Status>> expired;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, entry] : sessions_) {
-      if (entry.reaped || entry.idle_timeout <= absl::ZeroDuration()) continue;
-      auto session = entry.session.lock();
-      if (session == nullptr || now - session->last_activity() < entry.idle_timeout) continue;
+      if (entry.reaped) continue;
+      const std::shared_ptr<Session>& session = entry.session;
+      if (const std::optional<absl::Time> since = session->detached_since()) {
+        if (now - *since < resume_grace_) continue;
+        expired.emplace_back(session, absl::DeadlineExceededError(absl::StrCat(
+                                          "session not resumed within ",
+                                          absl::ToInt64Milliseconds(resume_grace_), " ms")));
+      } else {
+        if (entry.idle_timeout <= absl::ZeroDuration() ||
+            now - session->last_activity() < entry.idle_timeout) {
+          continue;
+        }
+        expired.emplace_back(session, absl::DeadlineExceededError(absl::StrCat(
+                                          "session idle for more than ",
+                                          absl::ToInt64Milliseconds(entry.idle_timeout), " ms")));
+      }
       entry.reaped = true;
-      idle.emplace_back(std::move(session), entry.idle_timeout);
     }
   }
-  for (auto& [session, timeout] : idle) {
-    session->EnqueueClose(
-        absl::DeadlineExceededError(
-            absl::StrCat("session idle for more than ", absl::ToInt64Milliseconds(timeout), " ms")),
-        /*drop_pending=*/true);
-  }
+  for (auto& [session, status] : expired) session->EnqueueClose(status, /*drop_pending=*/true);
 }
 
 }  // namespace sluice::server

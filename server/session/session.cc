@@ -3,17 +3,42 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "server/scheduler/scheduler.h"
 
 namespace sluice::server {
 
+namespace {
+
+// Drops the frames with seq <= `after` from an Outputs response; false when none is left.
+bool DropOutputsThrough(v1::Outputs* outputs, uint64_t after) {
+  const uint64_t count = outputs->count();
+  if (outputs->first_seq() > after) return true;
+  if (outputs->first_seq() + count <= after + 1) return false;
+  const uint64_t drop = after + 1 - outputs->first_seq();
+  for (v1::Tensor& tensor : *outputs->mutable_tensors()) {
+    const size_t frame_bytes = tensor.data().size() / count;
+    tensor.mutable_data()->erase(0, drop * frame_bytes);
+    tensor.set_shape(0, static_cast<int64_t>(count - drop));
+  }
+  if (outputs->tags_size() > 0) {
+    outputs->mutable_tags()->DeleteSubrange(0, static_cast<int>(drop));
+  }
+  outputs->set_first_seq(after + 1);
+  outputs->set_count(static_cast<uint32_t>(count - drop));
+  return true;
+}
+
+}  // namespace
+
 Session::Session(std::string id, std::string model, std::string tag, Scheduler* scheduler,
-                 StreamSink* sink, SessionLimits limits)
+                 StreamSink* sink, SessionLimits limits, std::string resume_token)
     : id_(std::move(id)),
       model_(std::move(model)),
       tag_(std::move(tag)),
       scheduler_(scheduler),
       limits_(limits),
+      resume_token_(std::move(resume_token)),
       sink_(sink),
       last_activity_(absl::Now()) {}
 
@@ -124,7 +149,12 @@ void Session::RespondError(const absl::Status& status) {
   {
     absl::MutexLock lock(&mu_);
     error->set_seq(next_seq_);
-    outbox_.push_back(std::move(response));
+    // Nothing may overtake Opened, which waits for the slot allocation.
+    if (opened_sent_) {
+      outbox_.push_back(std::move(response));
+    } else {
+      held_until_opened_.push_back(std::move(response));
+    }
   }
   Pump();
 }
@@ -138,12 +168,115 @@ void Session::OnReadDone() {
 }
 
 void Session::OnReadClosed() {
+  bool dropped;
   {
     absl::MutexLock lock(&mu_);
     reading_ = false;
     read_closed_ = true;
+    dropped = !resume_token_.empty() && !close_queued_;
   }
-  EnqueueClose(absl::OkStatus());
+  if (dropped) {
+    Disconnect(absl::CancelledError("the stream ended without Close"));
+  } else {
+    // Without Close the client cannot know all went well: gRPC also ends the reads this way when
+    // a request cannot be parsed. Every frame received is still answered.
+    EnqueueClose(absl::InvalidArgumentError(
+        "the request stream ended without Close (or with a request that could not be parsed); "
+        "every frame received was answered"));
+  }
+}
+
+void Session::Disconnect(const absl::Status& status) {
+  if (resume_token_.empty()) {
+    EnqueueClose(status, /*drop_pending=*/true);
+    return;
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    // A session already closing ends as it would have; a detached one has no link to drop.
+    if (close_queued_ || final_status_.has_value() || sink_ == nullptr) return;
+    disconnecting_ = true;
+    read_closed_ = true;
+  }
+  Pump();
+}
+
+absl::Status Session::Attach(StreamSink* sink, std::optional<uint64_t> last_output_seq,
+                             v1::StreamResponse opened) {
+  bool claimed;
+  {
+    absl::MutexLock lock(&mu_);
+    if (resume_token_.empty() || close_queued_ || final_status_.has_value()) {
+      return absl::NotFoundError(absl::StrCat("session ", id_, " has ended"));
+    }
+    if (!detached_since_.has_value()) {
+      return absl::UnavailableError(absl::StrCat(
+          "session ", id_, " is still attached to a stream that is closing; retry the resume"));
+    }
+    if (evicted_through_.has_value() &&
+        (!last_output_seq.has_value() || *evicted_through_ > *last_output_seq)) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "outputs after seq ",
+          last_output_seq.has_value() ? absl::StrCat(*last_output_seq) : std::string("(none)"),
+          " are no longer buffered: outputs through seq ", *evicted_through_,
+          " were evicted from the resume buffer"));
+    }
+    // Replay order: Opened, the retained written outputs, then the never-written ones.
+    std::deque<v1::StreamResponse> replay;
+    replay.push_back(std::move(opened));
+    replay.back().mutable_opened()->set_next_seq(next_seq_);
+    for (std::deque<v1::StreamResponse>* source : {&sent_, &outbox_}) {
+      for (v1::StreamResponse& response : *source) {
+        if (response.has_outputs() && last_output_seq.has_value() &&
+            !DropOutputsThrough(response.mutable_outputs(), *last_output_seq)) {
+          continue;
+        }
+        replay.push_back(std::move(response));
+      }
+    }
+    sent_.clear();
+    sent_frames_ = 0;
+    outbox_ = std::move(replay);
+    outbox_frames_ = 0;
+    for (const v1::StreamResponse& response : outbox_) {
+      if (response.has_outputs()) outbox_frames_ += response.outputs().count();
+    }
+    sink_ = sink;
+    detached_since_.reset();
+    reading_ = false;
+    read_closed_ = false;
+    writing_ = false;
+    last_activity_ = absl::Now();
+    claimed = ClaimScheduleLocked();
+  }
+  ScheduleIfClaimed(claimed);
+  Pump();
+  return absl::OkStatus();
+}
+
+std::optional<absl::Time> Session::detached_since() const {
+  absl::MutexLock lock(&mu_);
+  return detached_since_;
+}
+
+void Session::RetainLocked(v1::StreamResponse response) {
+  sent_frames_ += response.outputs().count();
+  sent_.push_back(std::move(response));
+  while (!sent_.empty() &&
+         sent_frames_ - sent_.front().outputs().count() >= limits_.resume_buffer_frames) {
+    const v1::Outputs& oldest = sent_.front().outputs();
+    evicted_through_ = oldest.first_seq() + oldest.count() - 1;
+    sent_frames_ -= oldest.count();
+    sent_.pop_front();
+  }
+}
+
+void Session::ReleaseIfEnded() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!final_status_.has_value()) return;
+  }
+  if (on_release_ && !released_.exchange(true)) on_release_();
 }
 
 void Session::OnWriteDone(bool ok) {
@@ -151,9 +284,13 @@ void Session::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    if (in_write_.has_outputs()) outbox_frames_ -= in_write_.outputs().count();
+    if (in_write_.has_outputs()) {
+      outbox_frames_ -= in_write_.outputs().count();
+      // A failed write may still have reached the client: keep it for replay too.
+      if (!resume_token_.empty()) RetainLocked(std::move(in_write_));
+    }
     in_write_.Clear();
-    if (!ok) {
+    if (!ok && resume_token_.empty()) {
       // The client is gone: nothing more can be delivered.
       write_failed_ = true;
       outbox_.clear();
@@ -161,18 +298,25 @@ void Session::OnWriteDone(bool ok) {
     }
     claimed = ClaimScheduleLocked();
   }
-  if (!ok) EnqueueClose(absl::CancelledError("the client went away"), /*drop_pending=*/true);
+  if (!ok) Disconnect(absl::CancelledError("the client went away"));
   ScheduleIfClaimed(claimed);
   Pump();
 }
 
 void Session::OnStreamDone() {
+  bool detached;
   {
     absl::MutexLock lock(&mu_);
     sink_ = nullptr;
+    detached = disconnecting_ && !close_queued_ && !final_status_.has_value();
+    disconnecting_ = false;
+    sink_finishing_ = false;
+    if (detached) detached_since_ = absl::Now();
   }
+  if (detached) return;
   // Frees the slot if the stream ended before its close was processed.
   EnqueueClose(absl::CancelledError("stream ended"), /*drop_pending=*/true);
+  ReleaseIfEnded();
 }
 
 uint64_t Session::next_seq() const {
@@ -219,7 +363,13 @@ void Session::Respond(v1::StreamResponse response) {
   {
     absl::MutexLock lock(&mu_);
     if (write_failed_) return;
+    const bool opened = response.has_opened();
     outbox_.push_back(std::move(response));
+    if (opened) {
+      opened_sent_ = true;
+      for (v1::StreamResponse& held : held_until_opened_) outbox_.push_back(std::move(held));
+      held_until_opened_.clear();
+    }
   }
   Pump();
 }
@@ -266,12 +416,16 @@ void Session::AppendOutput(uint64_t seq, const std::string* tag, const float* co
 }
 
 void Session::CloseProcessed(const absl::Status& status) {
+  bool no_stream;
   {
     absl::MutexLock lock(&mu_);
     final_status_ = status;
     queue_.clear();
     queued_frames_ = 0;
+    no_stream = sink_ == nullptr;
   }
+  // A detached session has no stream to finish: it ends here.
+  if (no_stream) ReleaseIfEnded();
   Pump();
 }
 
@@ -292,18 +446,26 @@ void Session::Pump() {
     pumping_ = true;
   }
   while (true) {
-    enum class Action { kNone, kRead, kWrite, kFinish } action = Action::kNone;
+    enum class Action { kNone, kRead, kWrite, kFinish, kDetach } action = Action::kNone;
     StreamSink* sink = nullptr;
     absl::Status status;
     {
       absl::MutexLock lock(&mu_);
       pump_again_ = false;
       sink = sink_;
-      if (finished_ || sink == nullptr) {
+      if (finished_ || sink == nullptr || sink_finishing_) {
         pumping_ = false;
         return;
       }
-      if (!writing_ && !outbox_.empty()) {
+      if (disconnecting_) {
+        // The link dropped: finish this stream once its write is back; the session stays.
+        if (writing_) {
+          pumping_ = false;
+          return;
+        }
+        sink_finishing_ = true;
+        action = Action::kDetach;
+      } else if (!writing_ && !outbox_.empty()) {
         writing_ = true;
         in_write_ = std::move(outbox_.front());
         outbox_.pop_front();
@@ -328,7 +490,16 @@ void Session::Pump() {
       case Action::kWrite:
         sink->StartWrite(&in_write_);
         break;
+      case Action::kDetach:
+        sink->Finish(absl::CancelledError("the link dropped; the session waits for a resume"));
+        {
+          absl::MutexLock lock(&mu_);
+          pumping_ = false;
+        }
+        return;
       case Action::kFinish:
+        // Give the session's place back before the client can see the stream end.
+        ReleaseIfEnded();
         sink->Finish(status);
         {
           absl::MutexLock lock(&mu_);

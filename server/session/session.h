@@ -5,8 +5,10 @@
 #ifndef SLUICE_SERVER_SESSION_SESSION_H_
 #define SLUICE_SERVER_SESSION_SESSION_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,22 +53,36 @@ struct SessionLimits {
   int queue_frames = 64;    // Queued input frames before the server stops reading.
   int outbox_frames = 256;  // Undelivered output frames before the session stops stepping.
   int max_frames_per_response = 256;
+  // Resumable sessions only: output frames kept after they were written, so a client that
+  // reconnects can have the ones it missed replayed.
+  int resume_buffer_frames = 1024;
 };
 
 // Thread-safe. The reactor calls the transport-side methods from gRPC callbacks; the
 // scheduler thread calls the scheduler-side methods while the session is scheduled.
+//
+// A session with a resume token survives its stream: when the link drops (Disconnect) it
+// detaches, keeps its state slot, queued frames and undelivered outputs plus the last
+// `resume_buffer_frames` delivered ones, and goes on stepping; Attach binds a new stream and
+// replays the outputs the client missed. Such a session ends only with Close, a drain, an error,
+// or when the registry reaps it after the resume grace period.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `sink` must outlive the session's use of it: the transport calls OnStreamDone before the
-  // sink goes away. `scheduler` outlives every session on it.
+  // sink goes away. `scheduler` outlives every session on it. An empty `resume_token` makes the
+  // session end with its stream.
   Session(std::string id, std::string model, std::string tag, Scheduler* scheduler,
-          StreamSink* sink, SessionLimits limits);
+          StreamSink* sink, SessionLimits limits, std::string resume_token = "");
   ~Session();
 
   const std::string& id() const { return id_; }
   const std::string& model() const { return model_; }
   const std::string& tag() const { return tag_; }
+  const std::string& resume_token() const { return resume_token_; }
   Scheduler* scheduler() const { return scheduler_; }
+  // Called once when the session has ended for good (its slot is freed or about to be, and its
+  // last stream is finishing), to give back its place. Set before Start.
+  void set_on_release(std::function<void()> on_release) { on_release_ = std::move(on_release); }
 
   // ---- Transport side ----
   // Starts the session: queues the slot allocation (`opened` is sent once it succeeds) and
@@ -84,10 +100,24 @@ class Session : public std::enable_shared_from_this<Session> {
   // Transport completions.
   void OnReadDone();
   void OnWriteDone(bool ok);
-  // The client half-closed or the read failed: no more requests will come.
+  // The client half-closed or the read failed: no more requests will come. Without a resume
+  // token that closes the session gracefully; with one, reads that end without a Close request
+  // mean the link dropped (Disconnect).
   void OnReadClosed();
+  // The stream's link failed (client cancel, connection reset, failed write). A resumable session
+  // finishes this stream and detaches; any other session closes, dropping queued frames.
+  void Disconnect(const absl::Status& status);
   // The stream is gone; the sink must not be used any more.
   void OnStreamDone();
+  // Binds a new stream to a detached resumable session. `opened` is sent first (next_seq set
+  // here), then every output after `last_output_seq` (all retained ones when unset) that the
+  // client has not acknowledged, then new outputs. NOT_FOUND when the session has ended,
+  // UNAVAILABLE while its previous stream is still open or finishing (retry), OUT_OF_RANGE when
+  // outputs after `last_output_seq` were already evicted from the resume buffer.
+  absl::Status Attach(StreamSink* sink, std::optional<uint64_t> last_output_seq,
+                      v1::StreamResponse opened);
+  // When detached, the time the link dropped.
+  std::optional<absl::Time> detached_since() const;
   // The seq the next frame will get.
   uint64_t next_seq() const;
   // Time of the last request, for idle timeouts.
@@ -118,12 +148,19 @@ class Session : public std::enable_shared_from_this<Session> {
   void ScheduleIfClaimed(bool claimed);
   // Issues whatever stream operations are due (reads, writes, finish), one at a time.
   void Pump() ABSL_LOCKS_EXCLUDED(mu_);
+  // Keeps a written Outputs response for replay, evicting the oldest beyond the resume buffer.
+  void RetainLocked(v1::StreamResponse response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs on_release_ once the session has ended (final status known) and no stream will write.
+  void ReleaseIfEnded() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::string id_;
   const std::string model_;
   const std::string tag_;
   Scheduler* const scheduler_;
   const SessionLimits limits_;
+  const std::string resume_token_;
+  std::function<void()> on_release_;
+  std::atomic<bool> released_{false};
 
   mutable absl::Mutex mu_;
   StreamSink* sink_ ABSL_GUARDED_BY(mu_);
@@ -146,6 +183,17 @@ class Session : public std::enable_shared_from_this<Session> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool pumping_ ABSL_GUARDED_BY(mu_) = false;
   bool pump_again_ ABSL_GUARDED_BY(mu_) = false;
+  bool opened_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<v1::StreamResponse> held_until_opened_ ABSL_GUARDED_BY(mu_);  // In-stream errors.
+
+  // Resume: the current sink is being finished because its link dropped.
+  bool disconnecting_ ABSL_GUARDED_BY(mu_) = false;
+  bool sink_finishing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<absl::Time> detached_since_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::StreamResponse> sent_ ABSL_GUARDED_BY(mu_);  // Written outputs, oldest first.
+  int64_t sent_frames_ ABSL_GUARDED_BY(mu_) = 0;
+  // The highest output seq evicted from sent_, if any.
+  std::optional<uint64_t> evicted_through_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::server

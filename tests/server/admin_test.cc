@@ -63,9 +63,9 @@ std::string TempPath(const std::string& stem) {
 // GET http://127.0.0.1:<port><path> with curl; code 0 when curl itself failed.
 HttpResult Curl(int port, const std::string& path) {
   const std::string body_file = TempPath("curl-body");
-  const CommandResult run = RunCommand(absl::StrCat("curl -sS --max-time 10 -o '", body_file,
-                                                    "' -w '%{http_code}' 'http://127.0.0.1:", port,
-                                                    path, "' 2>&1"));
+  const CommandResult run =
+      RunCommand(absl::StrCat("curl -sS --max-time 10 -o '", body_file,
+                              "' -w '%{http_code}' 'http://127.0.0.1:", port, path, "' 2>&1"));
   HttpResult result;
   if (run.exit_code != 0) {
     ADD_FAILURE() << "curl " << path << " exited with " << run.exit_code << ": " << run.output;
@@ -231,8 +231,7 @@ TEST_F(AdminTest, MetricsCountStreamedFramesAndPassPromtool) {
   ASSERT_EQ(r.code, 200) << r.body;
   const std::string& m = r.body;
   EXPECT_GE(SampleValue(m, "sluice_frames_total{model=\"lstm2\",direction=\"in\"}"), kFrames) << m;
-  EXPECT_GE(SampleValue(m, "sluice_frames_total{model=\"lstm2\",direction=\"out\"}"), kFrames)
-      << m;
+  EXPECT_GE(SampleValue(m, "sluice_frames_total{model=\"lstm2\",direction=\"out\"}"), kFrames) << m;
   EXPECT_GT(SampleValue(m, "sluice_batch_size_count{model=\"lstm2\"}"), 0) << m;
   EXPECT_GE(SampleValue(m, "sluice_sessions_total{model=\"lstm2\"}"), 1) << m;
   EXPECT_EQ(SampleValue(m, "sluice_frames_total{model=\"gru_tanh\",direction=\"in\"}"), 0) << m;
@@ -256,7 +255,8 @@ std::string FromByteBuffer(const grpc::ByteBuffer& buffer) {
   std::vector<grpc::Slice> slices;
   if (!buffer.Dump(&slices).ok()) return "";
   std::string out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -275,8 +275,8 @@ grpc::Status HealthCheck(const std::shared_ptr<grpc::Channel>& channel, const st
   const grpc::ByteBuffer request = ToByteBuffer(HealthRequest(service));
   grpc::ByteBuffer response;
   std::promise<grpc::Status> done;
-  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                 &response, [&done](grpc::Status status) { done.set_value(status); });
+  stub.UnaryCall(&context, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&done](grpc::Status status) { done.set_value(status); });
   const grpc::Status status = done.get_future().get();
   *response_bytes = FromByteBuffer(response);
   return status;

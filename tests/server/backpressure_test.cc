@@ -75,8 +75,8 @@ class BackpressureTest : public ::testing::Test {
 };
 
 TEST_F(BackpressureTest, NonReadingClientIsFlowControlledAndGetsEveryOutputOnceItReads) {
-  auto program = streaming::LoadProgram(
-      model_testing::SourcePath("tests/models/cnn_tiny/model.onnx"), {});
+  auto program =
+      streaming::LoadProgram(model_testing::SourcePath("tests/models/cnn_tiny/model.onnx"), {});
   ASSERT_TRUE(program.ok()) << program.status();
   auto shared_program = std::make_shared<const streaming::Program>(*std::move(program));
   const streaming::StreamSpec& in = shared_program->input;
@@ -159,7 +159,8 @@ TEST_F(BackpressureTest, NonReadingClientIsFlowControlledAndGetsEveryOutputOnceI
       last_change = now;
     }
     if (now_written == kMessages || write_failed.load()) break;
-    if (now - start >= std::chrono::seconds(1) && now - last_change >= std::chrono::milliseconds(500))
+    if (now - start >= std::chrono::seconds(1) &&
+        now - last_change >= std::chrono::milliseconds(500))
       break;
     if (now - start >= std::chrono::seconds(3)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -175,9 +176,9 @@ TEST_F(BackpressureTest, NonReadingClientIsFlowControlledAndGetsEveryOutputOnceI
   const int64_t growth = stalled_rss - baseline_rss;
   RecordProperty("stalled_after_messages", stalled_at);
   RecordProperty("stalled_rss_growth_bytes", static_cast<int>(growth));
-  std::cerr << "writer stalled after " << stalled_at << " messages (" << stalled_at * kFramesPerMessage
-            << " frames) in " << waited_s << " s; RSS " << baseline_rss / (1 << 20) << " MB -> "
-            << stalled_rss / (1 << 20) << " MB\n";
+  std::cerr << "writer stalled after " << stalled_at << " messages ("
+            << stalled_at * kFramesPerMessage << " frames) in " << waited_s << " s; RSS "
+            << baseline_rss / (1 << 20) << " MB -> " << stalled_rss / (1 << 20) << " MB\n";
   EXPECT_LT(growth, kMaxStalledGrowthBytes)
       << "RSS grew by " << growth / (1 << 20) << " MB while the writer was stalled";
 

@@ -170,9 +170,9 @@ TEST_F(ConfigTest, OutOfRangeValuesNameTheField) {
         << c.config << ": " << config.status();
   }
   // The bounds themselves are accepted.
-  for (const char* ok : {"max_batch: 1", "max_batch: 4096", "max_queue_delay_us: 1000000",
-                         "instance_count: 64", "session_queue_frames: 1",
-                         "session_queue_frames: 65536", "max_sessions: 0"}) {
+  for (const char* ok :
+       {"max_batch: 1", "max_batch: 4096", "max_queue_delay_us: 1000000", "instance_count: 64",
+        "session_queue_frames: 1", "session_queue_frames: 65536", "max_sessions: 0"}) {
     const auto config = LoadModelConfig(ModelDir(absl::StrCat("m", i++), ok));
     EXPECT_TRUE(config.ok()) << ok << ": " << config.status();
   }

@@ -176,10 +176,8 @@ std::string DescribeWaitStatus(int status) {
 }
 
 std::shared_ptr<const streaming::Program> LoadModelProgram(const std::string& name) {
-  auto program =
-      streaming::LoadProgram(model_testing::SourcePath(absl::StrCat("tests/models/", name,
-                                                                    "/model.onnx")),
-                             {});
+  auto program = streaming::LoadProgram(
+      model_testing::SourcePath(absl::StrCat("tests/models/", name, "/model.onnx")), {});
   EXPECT_TRUE(program.ok()) << program.status();
   if (!program.ok()) return nullptr;
   return std::make_shared<const streaming::Program>(*std::move(program));
@@ -313,8 +311,7 @@ int64_t CheckContiguousOutputs(const ClientSession& s,
 
 int64_t MetricValue(int http_port, const std::string& series) {
   FILE* pipe = popen(
-      absl::StrCat("curl -sS --max-time 10 http://127.0.0.1:", http_port, "/metrics").c_str(),
-      "r");
+      absl::StrCat("curl -sS --max-time 10 http://127.0.0.1:", http_port, "/metrics").c_str(), "r");
   if (pipe == nullptr) return -1;
   std::string body;
   char buffer[4096];
@@ -405,9 +402,9 @@ TEST_F(DrainTest, SigtermDrainsAcceptedFramesRefusesNewSessionsAndExitsZero) {
       holder.frames.push_back(holder.frames[t % kPeriod]);
     }
   }
-  const std::vector<std::vector<float>> holder_period_reference =
-      Reference(cnn_tiny, std::vector<std::vector<float>>(holder.frames.begin(),
-                                                          holder.frames.begin() + 3 * kPeriod));
+  const std::vector<std::vector<float>> holder_period_reference = Reference(
+      cnn_tiny,
+      std::vector<std::vector<float>>(holder.frames.begin(), holder.frames.begin() + 3 * kPeriod));
   ASSERT_EQ(holder_period_reference.size(), 3u * kPeriod);
   for (int t = kPeriod; t < 2 * kPeriod; ++t) {
     ASSERT_TRUE(Close(holder_period_reference[t + kPeriod], holder_period_reference[t]));
@@ -469,8 +466,7 @@ TEST_F(DrainTest, SigtermDrainsAcceptedFramesRefusesNewSessionsAndExitsZero) {
   }
   server.Signal(SIGTERM);
   const auto sigterm_at = Clock::now();
-  ASSERT_TRUE(server.WaitForLog("draining", std::chrono::seconds(10)).has_value())
-      << server.Log();
+  ASSERT_TRUE(server.WaitForLog("draining", std::chrono::seconds(10)).has_value()) << server.Log();
 
   // Every lstm2 stream ends by itself: its accepted frames are finished, then UNAVAILABLE.
   int64_t lstm2_outputs = 0;

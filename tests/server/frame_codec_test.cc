@@ -41,8 +41,7 @@ std::string FloatBytes(const std::vector<float>& values) {
 }
 
 std::string Int16Bytes(const std::vector<int16_t>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()),
-                     values.size() * sizeof(int16_t));
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(int16_t));
 }
 
 v1::Frames MakeFrames(v1::DataType dtype, const std::vector<int64_t>& shape, std::string data,
@@ -133,10 +132,9 @@ TEST(DecodeFramesTest, OfflineLayoutWithTimeLastTransposesToFrames) {
 TEST(DecodeFramesTest, OfflineLayoutWithTimeFirstIsContiguous) {
   const streaming::StreamSpec spec = RnnSpec(2);
   std::vector<std::vector<float>> out;
-  const absl::Status status =
-      DecodeFrames(MakeFrames(v1::FLOAT32, {3, 1, 2}, FloatBytes({1, 2, 3, 4, 5, 6}),
-                              v1::Frames::OFFLINE),
-                   spec, &out);
+  const absl::Status status = DecodeFrames(
+      MakeFrames(v1::FLOAT32, {3, 1, 2}, FloatBytes({1, 2, 3, 4, 5, 6}), v1::Frames::OFFLINE), spec,
+      &out);
   ASSERT_TRUE(status.ok()) << status;
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[0], (std::vector<float>{1, 2}));
@@ -166,10 +164,9 @@ TEST(DecodeFramesTest, Int16OfflineLayout) {
   const streaming::StreamSpec spec = ConvSpec(2);
   std::vector<std::vector<float>> out;
   // [1, C=2, T=2]: (0,0)=-32768 (0,1)=16384 (1,0)=0 (1,1)=-16384.
-  const absl::Status status =
-      DecodeFrames(MakeFrames(v1::INT16, {1, 2, 2}, Int16Bytes({-32768, 16384, 0, -16384}),
-                              v1::Frames::OFFLINE),
-                   spec, &out);
+  const absl::Status status = DecodeFrames(
+      MakeFrames(v1::INT16, {1, 2, 2}, Int16Bytes({-32768, 16384, 0, -16384}), v1::Frames::OFFLINE),
+      spec, &out);
   ASSERT_TRUE(status.ok()) << status;
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0], (std::vector<float>{-1.f, 0.f}));
@@ -206,9 +203,9 @@ TEST(DecodeFramesTest, WrongStackedShapeIsInvalidArgument) {
 TEST(DecodeFramesTest, WrongOfflineShapeIsInvalidArgument) {
   const streaming::StreamSpec spec = ConvSpec(3);
   // Stacked-style shape sent as OFFLINE: [k, 1, 3] against offline [1, 3, -1].
-  ExpectInvalid(MakeFrames(v1::FLOAT32, {2, 1, 3}, FloatBytes({1, 2, 3, 4, 5, 6}),
-                           v1::Frames::OFFLINE),
-                spec, {"shape", "offline", "[1,3,-1]"});
+  ExpectInvalid(
+      MakeFrames(v1::FLOAT32, {2, 1, 3}, FloatBytes({1, 2, 3, 4, 5, 6}), v1::Frames::OFFLINE), spec,
+      {"shape", "offline", "[1,3,-1]"});
   ExpectInvalid(MakeFrames(v1::FLOAT32, {1, 3}, FloatBytes({1, 2, 3}), v1::Frames::OFFLINE), spec,
                 {"shape"});
 }
@@ -222,8 +219,7 @@ TEST(DecodeFramesTest, ByteLengthMismatchIsInvalidArgument) {
   ExpectInvalid(MakeFrames(v1::INT16, {1, 3}, FloatBytes({1, 2, 3})), spec,
                 {"12 bytes", "INT16", "needs 6"});
   // Too many bytes.
-  ExpectInvalid(MakeFrames(v1::FLOAT32, {1, 3}, FloatBytes({1, 2, 3}) + "x"), spec,
-                {"13 bytes"});
+  ExpectInvalid(MakeFrames(v1::FLOAT32, {1, 3}, FloatBytes({1, 2, 3}) + "x"), spec, {"13 bytes"});
 }
 
 TEST(DecodeFramesTest, TagCountMismatchIsInvalidArgument) {

@@ -570,7 +570,9 @@ TEST(SchedulerTest, CloseAfterFramesDeliversTheirOutputsFreesTheSlotAndFinishesO
   h.ExpectNoViolations();
 }
 
-TEST(SchedulerTest, HalfCloseEndsTheSessionOkAfterItsOutputs) {
+// Without Close the client cannot tell a finished stream from a lost or unparsable request:
+// every frame is answered, then the stream ends with INVALID_ARGUMENT.
+TEST(SchedulerTest, HalfCloseWithoutCloseAnswersEveryFrameThenInvalidArgument) {
   Harness h(/*max_batch=*/16);
   TestSession& s = h.Open();
   ASSERT_NO_FATAL_FAILURE(h.DeliverFrames(s, 0, 4));
@@ -579,7 +581,7 @@ TEST(SchedulerTest, HalfCloseEndsTheSessionOkAfterItsOutputs) {
   s.session->OnReadClosed();
   h.StartScheduler();
   ASSERT_TRUE(h.WaitFor([&] { return s.sink->finished(); }, "Finish"));
-  EXPECT_TRUE(s.sink->status().ok()) << s.sink->status();
+  EXPECT_EQ(s.sink->status().code(), absl::StatusCode::kInvalidArgument) << s.sink->status();
   ExpectOutputs(s, 4);
   EXPECT_TRUE(h.log().Live().empty());
   h.ExpectNoViolations();
@@ -690,7 +692,8 @@ TEST(SchedulerTest, FullInputQueueStopsReadingUntilTheSchedulerCatchesUp) {
   ASSERT_NO_FATAL_FAILURE(h.DeliverFrames(s, 0, 3));
   EXPECT_TRUE(s.sink->read_pending()) << "3 of 4 queued frames: the session must read on";
   ASSERT_NO_FATAL_FAILURE(h.DeliverFrames(s, 3, 2));
-  EXPECT_FALSE(s.sink->read_pending()) << "5 queued frames (limit 4): the session must stop reading";
+  EXPECT_FALSE(s.sink->read_pending())
+      << "5 queued frames (limit 4): the session must stop reading";
   h.StartScheduler();
   ASSERT_TRUE(h.WaitFor([&] { return s.sink->read_pending(); }, "reading to resume"));
   ASSERT_NO_FATAL_FAILURE(h.DeliverFrames(s, 5, 1));

@@ -71,6 +71,12 @@ inline v1::StreamRequest OpenRequest(const std::string& model) {
   return request;
 }
 
+inline v1::StreamRequest CloseRequest() {
+  v1::StreamRequest request;
+  request.mutable_close();
+  return request;
+}
+
 // Frames [k, frame...] stacked, float32.
 inline v1::StreamRequest FramesRequest(const std::vector<std::vector<float>>& frames,
                                        const std::vector<int64_t>& frame_shape) {

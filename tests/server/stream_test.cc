@@ -166,6 +166,7 @@ TEST_F(StreamTest, BadFramesGetInStreamErrorsAndTheSessionGoesOn) {
       ASSERT_NEAR(got[i], want[i], 1e-4f + 1e-4f * std::fabs(want[i]));
     }
   }
+  s->Write(CloseRequest());
   s->stream->WritesDone();
   while (s->Read(&response)) {
   }
@@ -203,6 +204,7 @@ TEST_F(StreamTest, ResetRestartsTheSequence) {
     all.push_back(model_testing::ExtractFrame(model->input, in, t, 2));
   }
   ASSERT_TRUE(s->Write(FramesRequest(all, in.frame_shape)));
+  ASSERT_TRUE(s->Write(CloseRequest()));
   s->stream->WritesDone();
   const streaming::StreamSpec& out = model->program->outputs[0];
   int64_t got_frames = 0;
@@ -242,6 +244,7 @@ TEST_F(StreamTest, SessionsOverTheModelLimitAreResourceExhausted) {
   auto model = LoadReferenceModel("espdl_tcn_block");
   ASSERT_TRUE(model.ok());
   StreamRowAndCheck(*stub, "espdl_tcn_block", *model, 5, 9);
+  a->Write(CloseRequest());
   a->stream->WritesDone();
   while (a->Read(&response)) {
   }
