@@ -22,76 +22,25 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "server/server.h"
+#include "tests/server/command_testing.h"
 #include "tests/server/server_fixture.h"
 
 namespace sluice::server_testing {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;  // -1 when the command did not exit normally.
-  std::string output;  // stdout (and stderr when the command line redirects it).
-};
+using command_testing::CommandResult;
+using command_testing::HaveTool;
+using command_testing::HttpResult;
+using command_testing::RunCommand;
+using command_testing::SampleValue;
+using command_testing::TempPath;
 
-CommandResult RunCommand(const std::string& command) {
-  CommandResult result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
-  const int status = pclose(pipe);
-  if (status != -1 && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  return result;
-}
-
-// True when `tool` runs from PATH; the tools are Debian packages the setup script installs
-// (curl; promtool from the prometheus package), so their absence is a test failure, not a skip.
-bool HaveTool(const std::string& tool, const std::string& version_flag) {
-  return RunCommand(absl::StrCat(tool, " ", version_flag, " >/dev/null 2>&1")).exit_code == 0;
-}
-
-struct HttpResult {
-  int code = 0;
-  std::string body;
-};
-
-std::string TempPath(const std::string& stem) {
-  static int counter = 0;
-  return absl::StrCat(::testing::TempDir(), "/", stem, "-", getpid(), "-", counter++);
-}
-
-// GET http://127.0.0.1:<port><path> with curl; code 0 when curl itself failed.
+// GET http://127.0.0.1:<port><path> with curl; a curl failure fails the test.
 HttpResult Curl(int port, const std::string& path) {
-  const std::string body_file = TempPath("curl-body");
-  const CommandResult run =
-      RunCommand(absl::StrCat("curl -sS --max-time 10 -o '", body_file,
-                              "' -w '%{http_code}' 'http://127.0.0.1:", port, path, "' 2>&1"));
-  HttpResult result;
-  if (run.exit_code != 0) {
-    ADD_FAILURE() << "curl " << path << " exited with " << run.exit_code << ": " << run.output;
-    std::filesystem::remove(body_file);
-    return result;
-  }
-  result.code = std::atoi(run.output.c_str());
-  std::ifstream in(body_file);
-  std::stringstream body;
-  body << in.rdbuf();
-  result.body = body.str();
-  std::filesystem::remove(body_file);
+  HttpResult result = command_testing::CurlGet(port, path);
+  if (result.curl_exit != 0)
+    ADD_FAILURE() << "curl " << path << " exited with " << result.curl_exit;
   return result;
-}
-
-// The value of the Prometheus sample whose name-and-labels part is exactly `series`, or -1.
-double SampleValue(const std::string& metrics, const std::string& series) {
-  for (absl::string_view line : absl::StrSplit(metrics, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos) continue;
-    if (line.substr(0, space) == series) {
-      return std::strtod(std::string(line.substr(space + 1)).c_str(), nullptr);
-    }
-  }
-  return -1;
 }
 
 server::ServerOptions Options(const std::string& repository) {
