@@ -2,6 +2,8 @@
 # Installs everything sluice needs on Debian bookworm: build toolchain, C++ libraries,
 # OpenCL (PoCL), and a Python venv for reference-model tests. Idempotent; quiet when
 # everything is already present.
+# `--build-only` (or SLUICE_SETUP_PROFILE=build) installs only what compiles sluice with tests
+# off (the Dockerfile's build stage): no test/benchmark libraries, PoCL, Python, podman.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,26 @@ PIP_PACKAGES+=(tritonclient==2.41.1 grpcio==1.85.3 nvidia-cuda-runtime-cu12==12.
 # Python client stubs (client/python) and offline Kubernetes schema checks (tests/deploy).
 PIP_PACKAGES+=(grpcio-tools==1.85.1 kubernetes-validate==1.31.0)
 
+BUILD_ONLY_APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config
+  protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
+  libabsl-dev libspdlog-dev libfmt-dev libonnx-dev
+  ocl-icd-opencl-dev opencl-c-headers libcpp-httplib-dev
+)
+
+PROFILE="${SLUICE_SETUP_PROFILE:-all}"
+for arg in "$@"; do
+  case "$arg" in
+    --build-only) PROFILE=build ;;
+    *) echo "setup: unknown argument: $arg (only --build-only)" >&2; exit 2 ;;
+  esac
+done
+case "$PROFILE" in
+  all) ;;
+  build) APT_PACKAGES=("${BUILD_ONLY_APT_PACKAGES[@]}") ;;
+  *) echo "setup: unknown SLUICE_SETUP_PROFILE=$PROFILE (all or build)" >&2; exit 2 ;;
+esac
+
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 
@@ -44,6 +66,8 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+if [[ $PROFILE == build ]]; then exit 0; fi
 
 # Debian's python3 (not a pyenv shim) so that python3-torch and python3-numpy are visible.
 if [[ ! -x "$VENV/bin/python" ]]; then

@@ -1,6 +1,8 @@
 #include "runtime/ir/tensor.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -25,10 +27,12 @@ Tensor Tensor::Int64(std::vector<int64_t> shape, std::vector<int64_t> values) {
 
 int64_t Tensor::NumElements() const { return ir::NumElements(shape); }
 
+int64_t Tensor::AsInt(int64_t i) const { return is_float() ? SaturatingToInt64(f32[i]) : i64[i]; }
+
 std::vector<int64_t> Tensor::AsInts() const {
   if (!is_float()) return i64;
   std::vector<int64_t> out(f32.size());
-  for (size_t i = 0; i < f32.size(); ++i) out[i] = static_cast<int64_t>(f32[i]);
+  for (size_t i = 0; i < f32.size(); ++i) out[i] = SaturatingToInt64(f32[i]);
   return out;
 }
 
@@ -44,8 +48,32 @@ std::string ShapeToString(const std::vector<int64_t>& shape) {
 
 int64_t NumElements(const std::vector<int64_t>& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) return std::numeric_limits<int64_t>::max();
+  }
   return n;
+}
+
+std::optional<int64_t> CheckedNumElements(const std::vector<int64_t>& shape, int64_t limit) {
+  for (int64_t d : shape) {
+    if (d < 0) return std::nullopt;
+  }
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d == 0) return 0;
+  }
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n) || n > limit) return std::nullopt;
+  }
+  return n;
+}
+
+int64_t SaturatingToInt64(double v) {
+  if (std::isnan(v)) return 0;
+  // 2^63 is exactly representable; every double below it converts without overflow.
+  if (v >= 9223372036854775808.0) return std::numeric_limits<int64_t>::max();
+  if (v <= -9223372036854775808.0) return std::numeric_limits<int64_t>::min();
+  return static_cast<int64_t>(v);
 }
 
 std::vector<int64_t> Strides(const std::vector<int64_t>& shape) {

@@ -3,6 +3,7 @@
 #define SLUICE_RUNTIME_IR_TENSOR_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,12 @@ enum class DataType { kFloat32, kInt64 };
 // Stands for the symbolic sequence length inside folded int64 shape tensors (the result of
 // Shape on a streamed value). Data movement keeps it; arithmetic on it is not folded.
 inline constexpr int64_t kSymbolicTime = -(int64_t{1} << 62);
+
+// The most elements one constant tensor may hold: an initializer, an attribute tensor or a
+// folded value (1 GiB of float32). Past it, import and folding fail with ResourceExhausted
+// instead of letting a hostile or broken model allocate without bound. (Folding has a tighter,
+// per-model budget: see streaming/transform.h.)
+inline constexpr int64_t kMaxTensorElements = int64_t{1} << 28;
 
 // A dense row-major tensor. Copyable value type; copies are deep.
 struct Tensor {
@@ -31,13 +38,19 @@ struct Tensor {
   bool is_float() const { return dtype == DataType::kFloat32; }
   // Element i as double / int64, whatever the dtype.
   double AsDouble(int64_t i) const { return is_float() ? f32[i] : static_cast<double>(i64[i]); }
-  int64_t AsInt(int64_t i) const { return is_float() ? static_cast<int64_t>(f32[i]) : i64[i]; }
+  int64_t AsInt(int64_t i) const;
   std::vector<int64_t> AsInts() const;
   bool ContainsSymbolicTime() const;
 };
 
 std::string ShapeToString(const std::vector<int64_t>& shape);
+// The product of the dims (saturating at INT64_MAX instead of overflowing).
 int64_t NumElements(const std::vector<int64_t>& shape);
+// The element count of `shape` when every dim is >= 0 and the count is at most `limit`.
+std::optional<int64_t> CheckedNumElements(const std::vector<int64_t>& shape, int64_t limit);
+// `v` as an int64, saturated to the int64 range (NaN gives 0): a plain cast of an out-of-range
+// float is undefined behaviour, and folded shape arithmetic may hold anything.
+int64_t SaturatingToInt64(double v);
 // Row-major strides of `shape`.
 std::vector<int64_t> Strides(const std::vector<int64_t>& shape);
 // Numpy-style broadcast of two shapes; false when incompatible.

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -51,16 +53,44 @@ void CopyElement(const Tensor& src, int64_t src_index, Tensor* dst, int64_t dst_
   }
 }
 
-Tensor EmptyLike(ir::DataType dtype, std::vector<int64_t> shape) {
+// The most elements a result of the node being evaluated may hold: EvaluateConstant's
+// max_result_elements for the duration of the call (one thread folds one node at a time).
+thread_local int64_t result_limit = ir::kMaxTensorElements;
+
+// A zeroed result tensor. Result shapes come from the model's own values (Expand,
+// ConstantOfShape, Range...), so they are checked before anything is allocated.
+absl::StatusOr<Tensor> EmptyLike(const ir::Node& node, ir::DataType dtype,
+                                 std::vector<int64_t> shape) {
+  for (int64_t d : shape) {
+    if (d < 0)
+      return Error(node,
+                   absl::StrCat("result shape ", ir::ShapeToString(shape), " has a negative dim"));
+  }
+  const std::optional<int64_t> count = ir::CheckedNumElements(shape, result_limit);
+  if (!count) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "node ", node.name, " (", node.op_type, "): result shape ", ir::ShapeToString(shape),
+        " has more than ", result_limit, " elements, the limit"));
+  }
   Tensor t;
   t.dtype = dtype;
   t.shape = std::move(shape);
   if (t.is_float()) {
-    t.f32.resize(t.NumElements());
+    t.f32.resize(*count);
   } else {
-    t.i64.resize(t.NumElements());
+    t.i64.resize(*count);
   }
   return t;
+}
+
+// Every tensor of `in` (present ones) holds at least one element.
+absl::Status NeedsScalars(const ir::Node& node, const Inputs& in, size_t first) {
+  for (size_t i = first; i < in.size(); ++i) {
+    if (in[i] != nullptr && in[i]->NumElements() < 1) {
+      return Error(node, absl::StrCat("input ", i, " is empty"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // Offset of output index `flat` into an input broadcast to `out_shape`.
@@ -98,9 +128,10 @@ Result Elementwise(const ir::Node& node, const Inputs& in,
     any_float |= t->is_float();
   }
   const bool is_float = any_float && !force_int_result;
-  Tensor out = EmptyLike(is_float ? ir::DataType::kFloat32 : ir::DataType::kInt64, shape);
+  ASSIGN_OR_RETURN(
+      Tensor out, EmptyLike(node, is_float ? ir::DataType::kFloat32 : ir::DataType::kInt64, shape));
   std::vector<double> args(in.size());
-  for (int64_t i = 0; i < out.NumElements(); ++i) {
+  for (int64_t i = 0, n = out.NumElements(); i < n; ++i) {
     for (size_t j = 0; j < in.size(); ++j) {
       args[j] = in[j]->AsDouble(BroadcastOffset(i, shape, in[j]->shape));
     }
@@ -108,7 +139,7 @@ Result Elementwise(const ir::Node& node, const Inputs& in,
     if (is_float) {
       out.f32[i] = static_cast<float>(v);
     } else {
-      out.i64[i] = static_cast<int64_t>(v);
+      out.i64[i] = ir::SaturatingToInt64(v);
     }
   }
   return std::vector<Tensor>{std::move(out)};
@@ -123,6 +154,7 @@ Result Unary(const ir::Node& node, const Inputs& in, ir::UnaryKind kind) {
     params.beta = node.FloatAttr("beta", 0.5f);
   }
   if (kind == ir::UnaryKind::kClip) {
+    RETURN_IF_ERROR(NeedsScalars(node, in, 1));
     if (in.size() > 1 && in[1] != nullptr) params.lo = in[1]->AsDouble(0);
     if (in.size() > 2 && in[2] != nullptr) params.hi = in[2]->AsDouble(0);
     params.lo = node.FloatAttr("min", params.lo);
@@ -143,10 +175,16 @@ Result Unary(const ir::Node& node, const Inputs& in, ir::UnaryKind kind) {
 Result Binary(const ir::Node& node, const Inputs& in, ir::BinaryKind kind) {
   RETURN_IF_ERROR(NeedsInputs(node, in, 2));
   const bool integer = !in[0]->is_float() && !in[1]->is_float();
+  if (integer && kind == ir::BinaryKind::kDiv &&
+      std::find(in[1]->i64.begin(), in[1]->i64.end(), 0) != in[1]->i64.end()) {
+    return Error(node, "integer division by zero");
+  }
   return Elementwise(node, {in[0], in[1]}, [&](const std::vector<double>& a) -> double {
     if (integer && kind == ir::BinaryKind::kDiv) {
-      const auto q = static_cast<int64_t>(a[0]) / static_cast<int64_t>(a[1]);
-      return static_cast<double>(q);
+      const int64_t n = ir::SaturatingToInt64(a[0]);
+      const int64_t d = ir::SaturatingToInt64(a[1]);
+      if (d == -1) return -static_cast<double>(n);  // INT64_MIN / -1 overflows.
+      return static_cast<double>(n / d);
     }
     if (integer) {
       switch (kind) {
@@ -203,7 +241,7 @@ Result Reduce(const ir::Node& node, const Inputs& in) {
                                                           : 0.0);
   const std::vector<int64_t> kept_strides = ir::Strides(kept_shape);
   std::vector<int64_t> coord(rank, 0);
-  for (int64_t i = 0; i < x.NumElements(); ++i) {
+  for (int64_t i = 0, n = x.NumElements(); i < n; ++i) {
     int64_t flat = i;
     int64_t o = 0;
     for (int d = rank - 1; d >= 0; --d) {
@@ -226,7 +264,7 @@ Result Reduce(const ir::Node& node, const Inputs& in) {
       acc[o] *= v;
   }
   const double count = static_cast<double>(x.NumElements()) / std::max<int64_t>(out_count, 1);
-  Tensor out = EmptyLike(x.dtype, out_shape);
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, x.dtype, out_shape));
   for (int64_t o = 0; o < out_count; ++o) {
     double v = acc[o];
     if (op == "ReduceMean") v /= count;
@@ -234,10 +272,19 @@ Result Reduce(const ir::Node& node, const Inputs& in) {
     if (out.is_float()) {
       out.f32[o] = static_cast<float>(v);
     } else {
-      out.i64[o] = static_cast<int64_t>(v);
+      out.i64[o] = ir::SaturatingToInt64(v);
     }
   }
   return std::vector<Tensor>{std::move(out)};
+}
+
+bool IsPermutation(const std::vector<int64_t>& perm) {
+  std::vector<bool> seen(perm.size(), false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= static_cast<int64_t>(perm.size()) || seen[p]) return false;
+    seen[p] = true;
+  }
+  return true;
 }
 
 Result Transpose(const ir::Node& node, const Inputs& in) {
@@ -248,11 +295,12 @@ Result Transpose(const ir::Node& node, const Inputs& in) {
     for (int d = x.rank() - 1; d >= 0; --d) perm.push_back(d);
   }
   if (static_cast<int>(perm.size()) != x.rank()) return Error(node, "perm does not match rank");
+  if (!IsPermutation(perm)) return Error(node, "perm is not a permutation of the axes");
   std::vector<int64_t> out_shape(x.rank());
   for (int d = 0; d < x.rank(); ++d) out_shape[d] = x.shape[perm[d]];
-  Tensor out = EmptyLike(x.dtype, out_shape);
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, x.dtype, out_shape));
   const std::vector<int64_t> in_strides = ir::Strides(x.shape);
-  for (int64_t i = 0; i < out.NumElements(); ++i) {
+  for (int64_t i = 0, n = out.NumElements(); i < n; ++i) {
     int64_t flat = i;
     int64_t src = 0;
     for (int d = x.rank() - 1; d >= 0; --d) {
@@ -276,7 +324,7 @@ Result Gather(const ir::Node& node, const Inputs& in) {
   for (int d = 0; d < axis; ++d) outer *= data.shape[d];
   for (int d = axis + 1; d < data.rank(); ++d) inner *= data.shape[d];
   const int64_t dim = data.shape[axis];
-  Tensor out = EmptyLike(data.dtype, out_shape);
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, data.dtype, out_shape));
   const std::vector<int64_t> idx = indices.AsInts();
   for (int64_t o = 0; o < outer; ++o) {
     for (size_t j = 0; j < idx.size(); ++j) {
@@ -300,13 +348,20 @@ Result Concat(const ir::Node& node, const Inputs& in) {
   bool any_float = false;
   for (const Tensor* t : in) {
     if (t->rank() != rank) return Error(node, "inputs differ in rank");
+    for (int d = 0; d < rank; ++d) {
+      if (d != axis && t->shape[d] != in[0]->shape[d]) {
+        return Error(node, "inputs differ in a dim other than the axis");
+      }
+    }
     out_shape[axis] += t->shape[axis];
     any_float |= t->is_float();
   }
   int64_t outer = 1, inner = 1;
   for (int d = 0; d < axis; ++d) outer *= out_shape[d];
   for (int d = axis + 1; d < rank; ++d) inner *= out_shape[d];
-  Tensor out = EmptyLike(any_float ? ir::DataType::kFloat32 : ir::DataType::kInt64, out_shape);
+  ASSIGN_OR_RETURN(
+      Tensor out,
+      EmptyLike(node, any_float ? ir::DataType::kFloat32 : ir::DataType::kInt64, out_shape));
   int64_t offset = 0;
   for (const Tensor* t : in) {
     const int64_t chunk = t->shape[axis] * inner;
@@ -327,24 +382,33 @@ Result Concat(const ir::Node& node, const Inputs& in) {
 
 Result Reshape(const ir::Node& node, const Inputs& in) {
   RETURN_IF_ERROR(NeedsInputs(node, in, 2));
-  Tensor out = *in[0];
+  RETURN_IF_ERROR(NoSymbolic(node, {in[1]}));
   std::vector<int64_t> target = in[1]->AsInts();
   const bool allow_zero = node.IntAttr("allowzero", 0) != 0;
-  int64_t known = 1;
   int infer = -1;
   for (size_t d = 0; d < target.size(); ++d) {
-    if (target[d] == 0 && !allow_zero) target[d] = in[0]->shape.at(d);
+    if (target[d] == 0 && !allow_zero) {
+      if (d >= in[0]->shape.size()) return Error(node, "0 in shape past the input's rank");
+      target[d] = in[0]->shape[d];
+    }
     if (target[d] == -1) {
+      if (infer >= 0) return Error(node, "shape has more than one -1");
       infer = static_cast<int>(d);
-    } else {
-      known *= target[d];
+    } else if (target[d] < 0) {
+      return Error(node, absl::StrCat("shape has the negative dim ", target[d]));
     }
   }
-  if (infer >= 0) target[infer] = known == 0 ? 0 : in[0]->NumElements() / known;
+  if (infer >= 0) {
+    target[infer] = 1;
+    const std::optional<int64_t> known = ir::CheckedNumElements(target, ir::kMaxTensorElements);
+    if (!known) return Error(node, "shape has too many elements");
+    target[infer] = *known == 0 ? 0 : in[0]->NumElements() / *known;
+  }
   if (ir::NumElements(target) != in[0]->NumElements()) {
     return Error(node, absl::StrCat("cannot reshape ", ir::ShapeToString(in[0]->shape), " to ",
                                     ir::ShapeToString(target)));
   }
+  Tensor out = *in[0];
   out.shape = target;
   return std::vector<Tensor>{std::move(out)};
 }
@@ -360,10 +424,11 @@ Result SqueezeOrUnsqueeze(const ir::Node& node, const Inputs& in) {
       ASSIGN_OR_RETURN(int a, NormalizeAxis(axis, rank, node));
       positions.insert(a);
     }
+    if (positions.size() != axes.size()) return Error(node, "axes repeat an axis");
     std::vector<int64_t> shape;
     size_t src = 0;
     for (int d = 0; d < rank; ++d) {
-      shape.push_back(positions.count(d) ? 1 : in[0]->shape.at(src++));
+      shape.push_back(positions.count(d) ? 1 : in[0]->shape[src++]);
     }
     out.shape = shape;
   } else {
@@ -375,6 +440,8 @@ Result SqueezeOrUnsqueeze(const ir::Node& node, const Inputs& in) {
     std::vector<int64_t> shape;
     for (int d = 0; d < in[0]->rank(); ++d) {
       const bool drop = axes.empty() ? in[0]->shape[d] == 1 : positions.count(d) > 0;
+      // Dropping a dim other than 1 would change the element count under the same data.
+      if (drop && in[0]->shape[d] != 1) return Error(node, "squeezes a dim that is not 1");
       if (!drop) shape.push_back(in[0]->shape[d]);
     }
     out.shape = shape;
@@ -392,6 +459,8 @@ Result Slice(const ir::Node& node, const Inputs& in, int64_t opset) {
     axes = node.IntsAttr("axes");
   } else {
     RETURN_IF_ERROR(NeedsInputs(node, in, 3));
+    // Slicing by the sequence length is arithmetic on it (e.g. pe[:T]).
+    RETURN_IF_ERROR(NoSymbolic(node, Inputs(in.begin() + 1, in.end())));
     starts = in[1]->AsInts();
     ends = in[2]->AsInts();
     if (in.size() > 3 && in[3] != nullptr) axes = in[3]->AsInts();
@@ -401,6 +470,10 @@ Result Slice(const ir::Node& node, const Inputs& in, int64_t opset) {
     for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
   }
   if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() ||
+      steps.size() != starts.size()) {
+    return Error(node, "starts/ends/axes/steps lengths differ");
+  }
   std::vector<int64_t> begin(x.rank(), 0), step(x.rank(), 1), out_shape = x.shape;
   for (size_t i = 0; i < axes.size(); ++i) {
     ASSIGN_OR_RETURN(int a, NormalizeAxis(axes[i], x.rank(), node));
@@ -408,21 +481,23 @@ Result Slice(const ir::Node& node, const Inputs& in, int64_t opset) {
     if (steps[i] == 0) return Error(node, "step 0");
     int64_t s = starts[i] < 0 ? starts[i] + dim : starts[i];
     int64_t e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    // Counted without adding the step: a huge step must not overflow.
     if (steps[i] > 0) {
       s = std::clamp<int64_t>(s, 0, dim);
       e = std::clamp<int64_t>(e, 0, dim);
-      out_shape[a] = std::max<int64_t>(0, (e - s + steps[i] - 1) / steps[i]);
+      out_shape[a] = e > s ? (e - s - 1) / steps[i] + 1 : 0;
     } else {
       s = std::clamp<int64_t>(s, -1, dim - 1);
       e = std::clamp<int64_t>(e, -1, dim - 1);
-      out_shape[a] = std::max<int64_t>(0, (s - e - steps[i] - 1) / -steps[i]);
+      const int64_t stride = steps[i] == INT64_MIN ? INT64_MAX : -steps[i];
+      out_shape[a] = s > e ? (s - e - 1) / stride + 1 : 0;
     }
     begin[a] = s;
     step[a] = steps[i];
   }
-  Tensor out = EmptyLike(x.dtype, out_shape);
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, x.dtype, out_shape));
   const std::vector<int64_t> strides = ir::Strides(x.shape);
-  for (int64_t i = 0; i < out.NumElements(); ++i) {
+  for (int64_t i = 0, n = out.NumElements(); i < n; ++i) {
     int64_t flat = i;
     int64_t src = 0;
     for (int d = x.rank() - 1; d >= 0; --d) {
@@ -439,9 +514,16 @@ Result Split(const ir::Node& node, const Inputs& in) {
   const Tensor& x = *in[0];
   ASSIGN_OR_RETURN(int axis, NormalizeAxis(node.IntAttr("axis", 0), x.rank(), node));
   std::vector<int64_t> sizes = node.IntsAttr("split");
-  if (in.size() > 1 && in[1] != nullptr) sizes = in[1]->AsInts();
+  if (in.size() > 1 && in[1] != nullptr) {
+    RETURN_IF_ERROR(NoSymbolic(node, {in[1]}));
+    sizes = in[1]->AsInts();
+  }
   const int64_t parts = static_cast<int64_t>(node.outputs.size());
+  if (parts == 0) return Error(node, "no outputs");
   if (sizes.empty()) sizes.assign(parts, (x.shape[axis] + parts - 1) / parts);
+  for (int64_t size : sizes) {
+    if (size < 0 || size > x.shape[axis]) return Error(node, absl::StrCat("split size ", size));
+  }
   std::vector<Tensor> outs;
   int64_t start = 0;
   for (int64_t size : sizes) {
@@ -460,15 +542,17 @@ Result Split(const ir::Node& node, const Inputs& in) {
 Result Range(const ir::Node& node, const Inputs& in) {
   RETURN_IF_ERROR(NeedsInputs(node, in, 3));
   RETURN_IF_ERROR(NoSymbolic(node, in));
+  RETURN_IF_ERROR(NeedsScalars(node, in, 0));
   const double start = in[0]->AsDouble(0), limit = in[1]->AsDouble(0), delta = in[2]->AsDouble(0);
   if (delta == 0) return Error(node, "delta 0");
-  const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((limit - start) / delta)));
-  Tensor out = EmptyLike(in[0]->dtype, {n});
+  // Saturates NaN and infinities; EmptyLike bounds the count.
+  const int64_t n = std::max<int64_t>(0, ir::SaturatingToInt64(std::ceil((limit - start) / delta)));
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, in[0]->dtype, {n}));
   for (int64_t i = 0; i < n; ++i) {
     if (out.is_float()) {
       out.f32[i] = static_cast<float>(start + i * delta);
     } else {
-      out.i64[i] = static_cast<int64_t>(start + i * delta);
+      out.i64[i] = ir::SaturatingToInt64(start + i * delta);
     }
   }
   return std::vector<Tensor>{std::move(out)};
@@ -481,8 +565,8 @@ Result Expand(const ir::Node& node, const Inputs& in) {
   if (!ir::BroadcastShapes(in[0]->shape, in[1]->AsInts(), &shape)) {
     return Error(node, "shape does not broadcast");
   }
-  Tensor out = EmptyLike(in[0]->dtype, shape);
-  for (int64_t i = 0; i < out.NumElements(); ++i) {
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, in[0]->dtype, shape));
+  for (int64_t i = 0, n = out.NumElements(); i < n; ++i) {
     CopyElement(*in[0], BroadcastOffset(i, shape, in[0]->shape), &out, i);
   }
   return std::vector<Tensor>{std::move(out)};
@@ -493,8 +577,9 @@ Result ConstantOfShape(const ir::Node& node, const Inputs& in) {
   RETURN_IF_ERROR(NoSymbolic(node, in));
   Tensor value = Tensor::ScalarFloat(0.f);
   if (node.HasAttr("value")) value = node.attributes.at("value").t;
-  Tensor out = EmptyLike(value.dtype, in[0]->AsInts());
-  for (int64_t i = 0; i < out.NumElements(); ++i) CopyElement(value, 0, &out, i);
+  if (value.NumElements() != 1) return Error(node, "value must hold one element");
+  ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, value.dtype, in[0]->AsInts()));
+  for (int64_t i = 0, n = out.NumElements(); i < n; ++i) CopyElement(value, 0, &out, i);
   return std::vector<Tensor>{std::move(out)};
 }
 
@@ -524,12 +609,13 @@ Result Cast(const ir::Node& node, const Inputs& in) {
   Tensor out = *in[0];
   if (to_float && !out.is_float()) {
     RETURN_IF_ERROR(NoSymbolic(node, in));
-    out = EmptyLike(ir::DataType::kFloat32, in[0]->shape);
-    for (int64_t i = 0; i < out.NumElements(); ++i) out.f32[i] = static_cast<float>(in[0]->i64[i]);
+    ASSIGN_OR_RETURN(out, EmptyLike(node, ir::DataType::kFloat32, in[0]->shape));
+    for (int64_t i = 0, n = out.NumElements(); i < n; ++i)
+      out.f32[i] = static_cast<float>(in[0]->i64[i]);
   } else if (!to_float && out.is_float()) {
-    out = EmptyLike(ir::DataType::kInt64, in[0]->shape);
-    for (int64_t i = 0; i < out.NumElements(); ++i) {
-      out.i64[i] = to == 9 ? (in[0]->f32[i] != 0.f) : static_cast<int64_t>(in[0]->f32[i]);
+    ASSIGN_OR_RETURN(out, EmptyLike(node, ir::DataType::kInt64, in[0]->shape));
+    for (int64_t i = 0, n = out.NumElements(); i < n; ++i) {
+      out.i64[i] = to == 9 ? (in[0]->f32[i] != 0.f) : ir::SaturatingToInt64(in[0]->f32[i]);
     }
   }
   return std::vector<Tensor>{std::move(out)};
@@ -620,8 +706,10 @@ bool IsFoldable(const std::string& op_type) {
          ir::ParseBinary(op_type).has_value();
 }
 
-absl::StatusOr<std::vector<Tensor>> EvaluateConstant(const ir::Node& node, const Inputs& in,
-                                                     int64_t opset) {
+namespace {
+
+absl::StatusOr<std::vector<Tensor>> Evaluate(const ir::Node& node, const Inputs& in,
+                                             int64_t opset) {
   const std::string& op = node.op_type;
   if (op == "Constant") return Constant(node);
   if (op == "Identity" || op == "Dropout") {
@@ -667,6 +755,18 @@ absl::StatusOr<std::vector<Tensor>> EvaluateConstant(const ir::Node& node, const
   if (auto binary = ir::ParseBinary(op)) return Binary(node, in, *binary);
   return absl::UnimplementedError(
       absl::StrCat("node ", node.name, ": op ", op, " cannot be constant-folded"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<Tensor>> EvaluateConstant(const ir::Node& node, const Inputs& in,
+                                                     int64_t opset, int64_t max_result_elements) {
+  struct LimitScope {
+    int64_t saved = result_limit;
+    ~LimitScope() { result_limit = saved; }
+  } scope;
+  result_limit = std::clamp<int64_t>(max_result_elements, 0, ir::kMaxTensorElements);
+  return Evaluate(node, in, opset);
 }
 
 }  // namespace sluice::onnx_import

@@ -16,9 +16,12 @@ bool IsFoldable(const std::string& op_type);
 
 // Evaluates `node` on `inputs` (nullptr for omitted optional inputs). int64 inputs may carry
 // ir::kSymbolicTime elements: data movement keeps them; arithmetic on them fails with
-// FailedPrecondition ("depends on the sequence length"). Other errors are InvalidArgument.
+// FailedPrecondition ("depends on the sequence length"). ResourceExhausted when a result would
+// hold more than `max_result_elements` (at most ir::kMaxTensorElements) elements. Other errors
+// are InvalidArgument.
 absl::StatusOr<std::vector<ir::Tensor>> EvaluateConstant(
-    const ir::Node& node, const std::vector<const ir::Tensor*>& inputs, int64_t opset);
+    const ir::Node& node, const std::vector<const ir::Tensor*>& inputs, int64_t opset,
+    int64_t max_result_elements = ir::kMaxTensorElements);
 
 // Resolves a possibly negative axis against `rank`; InvalidArgument when out of range.
 absl::StatusOr<int> NormalizeAxis(int64_t axis, int rank, const ir::Node& node);

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -30,8 +31,21 @@ void CopyRaw(const std::string& raw, int64_t count, std::vector<T>* out) {
 absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
   ir::Tensor t;
   t.shape.assign(proto.dims().begin(), proto.dims().end());
-  const int64_t count = t.NumElements();
   const std::string name = proto.name().empty() ? "<unnamed>" : proto.name();
+  // Validate the shape before sizing anything by it: dims are attacker-controlled.
+  for (int64_t d : t.shape) {
+    if (d < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor ", name, " has a negative dim in shape ", ir::ShapeToString(t.shape)));
+    }
+  }
+  const std::optional<int64_t> checked = ir::CheckedNumElements(t.shape, ir::kMaxTensorElements);
+  if (!checked) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("tensor ", name, " of shape ", ir::ShapeToString(t.shape), " has more than ",
+                     ir::kMaxTensorElements, " elements, the limit"));
+  }
+  const int64_t count = *checked;
   if (proto.data_location() == TensorProto::EXTERNAL) {
     return absl::InvalidArgumentError(
         absl::StrCat("tensor ", name, " uses external data, which is not supported"));
@@ -92,11 +106,12 @@ absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
     case TensorProto::INT16:
     case TensorProto::BOOL: {
       t.dtype = ir::DataType::kInt64;
-      t.i64.resize(count);
+      // Sized only once the data is known to be there: the dims alone may claim gigabytes.
       if (raw) {
         const int type = proto.data_type();
         const size_t size = type == TensorProto::INT32 ? 4 : type == TensorProto::INT16 ? 2 : 1;
         RETURN_IF_ERROR(check_raw(size));
+        t.i64.resize(count);
         const char* p = proto.raw_data().data();
         for (int64_t i = 0; i < count; ++i) {
           if (size == 4) {
@@ -114,6 +129,7 @@ absl::StatusOr<ir::Tensor> ConvertTensor(const TensorProto& proto) {
         }
       } else {
         RETURN_IF_ERROR(check_count(proto.int32_data_size()));
+        t.i64.resize(count);
         for (int64_t i = 0; i < count; ++i) t.i64[i] = proto.int32_data(i);
       }
       return t;
@@ -209,7 +225,8 @@ absl::StatusOr<ir::Graph> ImportModel(const std::string& bytes, const std::strin
   for (const auto& init : g.initializer()) {
     auto tensor = ConvertTensor(init);
     if (!tensor.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(what, ": ", tensor.status().message()));
+      return absl::Status(tensor.status().code(),
+                          absl::StrCat(what, ": ", tensor.status().message()));
     }
     graph.initializers[init.name()] = *std::move(tensor);
   }
@@ -246,7 +263,8 @@ absl::StatusOr<ir::Graph> ImportModel(const std::string& bytes, const std::strin
     for (const auto& attr : proto.attribute()) {
       auto converted = ConvertAttribute(attr);
       if (!converted.ok()) {
-        return absl::InvalidArgumentError(
+        return absl::Status(
+            converted.status().code(),
             absl::StrCat(what, ": node ", node.name, ": ", converted.status().message()));
       }
       node.attributes[attr.name()] = *std::move(converted);

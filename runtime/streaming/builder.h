@@ -45,6 +45,8 @@ class Builder {
  private:
   absl::Status Visit(const ir::Node& node);
   absl::Status VisitConstant(const ir::Node& node);
+  // The program's size limits (program.h) on a streamed value the node produced.
+  absl::Status CheckStream(const ir::Node& node, const Stream& stream) const;
 
   // Layout and time-axis ops (transform.cc).
   absl::Status Alias(const ir::Node& node, const Stream& in, int out_index = 0);
@@ -82,7 +84,8 @@ class Builder {
   // Appends an op reading `inputs` and returns `out` bound to the op's new output value.
   Stream Emit(const ir::Node& node, const std::vector<const Stream*>& inputs, OpParams params,
               Stream out);
-  int64_t StateRegion(int64_t bytes);
+  // A new state region of `bytes`; ResourceExhausted past kMaxStateBytes per session.
+  absl::StatusOr<int64_t> StateRegion(const ir::Node& node, int64_t bytes);
   // A per-frame view [outer][axis range][inner] of `in` for axes [first, last] (no time).
   absl::StatusOr<AxisShape> ViewAround(const ir::Node& node, const Stream& in, int first,
                                        int last) const;
@@ -100,7 +103,14 @@ class Builder {
   // if something needs them.
   std::map<std::string, absl::Status> poisoned_;
   int visited_ = 0;
+  // Elements constant folding may still create (see BuildProgram).
+  int64_t fold_budget_ = 0;
 };
+
+// The frame of a value shaped `shape` (time at `time_axis`): every other dim at least 1 and at
+// most kMaxFrameElements floats in all. InvalidArgument / ResourceExhausted naming the node.
+absl::Status CheckFrameShape(const ir::Node& node, const std::vector<int64_t>& shape,
+                             int time_axis);
 
 absl::Status NodeError(const ir::Node& node, const std::string& reason);
 absl::Status Unsupported(const ir::Node& node, const std::string& reason);

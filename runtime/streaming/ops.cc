@@ -95,6 +95,16 @@ absl::Status Builder::Conv(const ir::Node& node, const Stream& in) {
   conv.groups = node.IntAttr("group", 1);
   const std::vector<int64_t> dilations = node.IntsAttr("dilations");
   conv.dilation = dilations.empty() ? 1 : dilations[0];
+  if (conv.kernel < 1 || conv.dilation < 1) {
+    return NodeError(node, absl::StrCat("kernel ", conv.kernel, " and dilation ", conv.dilation,
+                                        " must be positive"));
+  }
+  // Bounds the window (and the state) before anything is sized by it.
+  if (conv.dilation > kMaxTimeSpan || (conv.kernel - 1) * conv.dilation > kMaxTimeSpan) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("node ", node.name, " (Conv): a window of ", conv.kernel, " taps at dilation ",
+                     conv.dilation, " spans more than ", kMaxTimeSpan, " frames, the limit"));
+  }
   for (int64_t stride : node.IntsAttr("strides")) {
     if (stride != 1) {
       return NodeError(node, absl::StrCat("stride ", stride,
@@ -123,6 +133,9 @@ absl::Status Builder::Conv(const ir::Node& node, const Stream& in) {
       left = pads[0];
       right = pads[1];
     }
+    if (left < 0 || right < 0 || left > kMaxTimeSpan || right > kMaxTimeSpan) {
+      return NodeError(node, absl::StrCat("pads [", left, ",", right, "] out of range"));
+    }
   } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
     left = auto_pad == "SAME_UPPER" ? receptive / 2 : receptive - receptive / 2;
     right = receptive - left;
@@ -143,7 +156,7 @@ absl::Status Builder::Conv(const ir::Node& node, const Stream& in) {
     out.extra += right;
     out.right_pad_nodes.push_back(node.name);
   }
-  conv.state_offset = StateRegion(ConvStateBytes(conv));
+  ASSIGN_OR_RETURN(conv.state_offset, StateRegion(node, ConvStateBytes(conv)));
   Stream x = in;
   x.pending_left_pad = 0;
   streams_[node.outputs[0]] = Emit(node, {&x}, std::move(conv), out);
@@ -204,10 +217,12 @@ absl::Status Builder::Unary(const ir::Node& node, const Stream& in, ir::UnaryKin
     unary.params.hi = node.FloatAttr("max", INFINITY);
     if (!node.Input(1).empty()) {
       ASSIGN_OR_RETURN(const ir::Tensor* lo, RequireConst(node, 1, "min"));
+      if (lo->NumElements() < 1) return NodeError(node, "min is empty");
       unary.params.lo = static_cast<float>(lo->AsDouble(0));
     }
     if (!node.Input(2).empty()) {
       ASSIGN_OR_RETURN(const ir::Tensor* hi, RequireConst(node, 2, "max"));
+      if (hi->NumElements() < 1) return NodeError(node, "max is empty");
       unary.params.hi = static_cast<float>(hi->AsDouble(0));
     }
   }
@@ -234,6 +249,7 @@ absl::StatusOr<Stream> Builder::BinaryWithConst(const ir::Node& node, const Stre
     return NodeError(node, "constant operand varies along time (needs the whole sequence)");
   }
   out_shape[out_time] = kSymbolicTime;
+  RETURN_IF_ERROR(CheckFrameShape(node, out_shape, out_time));  // Before sizing the maps.
   Stream out = in;
   out.shape = out_shape;
   out.time_axis = out_time;
@@ -291,6 +307,7 @@ absl::Status Builder::Binary(const ir::Node& node, ir::BinaryKind kind) {
                                         ir::ShapeToString(b->shape), " do not broadcast"));
   }
   Stream out = a->rank() >= b->rank() ? *a : *b;
+  RETURN_IF_ERROR(CheckFrameShape(node, out_shape, out.time_axis));  // Before sizing the maps.
   out.shape = out_shape;
   BinaryOp binary;
   binary.kind = kind;
@@ -536,11 +553,15 @@ absl::Status Builder::Rnn(const ir::Node& node, const Stream& in) {
   rnn.linear_before_reset = node.IntAttr("linear_before_reset", 0) != 0;
   rnn.hidden = node.IntAttr("hidden_size", 0);
   rnn.input_size = in.FrameSize();
+  // hidden_size is bounded first so that the products below cannot overflow.
+  if (rnn.hidden <= 0 || rnn.hidden > kMaxFrameElements) {
+    return NodeError(node, absl::StrCat("hidden_size ", rnn.hidden, " out of range"));
+  }
   const int64_t gh = rnn.gates() * rnn.hidden;
   ASSIGN_OR_RETURN(const ir::Tensor* w, RequireConst(node, 1, "W"));
   ASSIGN_OR_RETURN(const ir::Tensor* r, RequireConst(node, 2, "R"));
-  if (w->NumElements() != gh * rnn.input_size || r->NumElements() != gh * rnn.hidden ||
-      rnn.hidden <= 0) {
+  if (!w->is_float() || !r->is_float() || w->NumElements() != gh * rnn.input_size ||
+      r->NumElements() != gh * rnn.hidden) {
     return NodeError(node, "W/R do not match hidden_size and the input frame");
   }
   rnn.w.resize(rnn.input_size * gh);
@@ -553,11 +574,13 @@ absl::Status Builder::Rnn(const ir::Node& node, const Stream& in) {
   rnn.r_bias.assign(gh, 0.f);
   if (!node.Input(3).empty()) {
     ASSIGN_OR_RETURN(const ir::Tensor* b, RequireConst(node, 3, "B"));
-    if (b->NumElements() != 2 * gh) return NodeError(node, "B does not match hidden_size");
+    if (!b->is_float() || b->NumElements() != 2 * gh) {
+      return NodeError(node, "B does not match hidden_size");
+    }
     std::copy(b->f32.begin(), b->f32.begin() + gh, rnn.w_bias.begin());
     std::copy(b->f32.begin() + gh, b->f32.end(), rnn.r_bias.begin());
   }
-  rnn.state_offset = StateRegion(RnnStateBytes(rnn));
+  ASSIGN_OR_RETURN(rnn.state_offset, StateRegion(node, RnnStateBytes(rnn)));
   Stream out = in;
   // Y is [T, dirs, B, H] (layout 0) or [B, T, dirs, H] (layout 1).
   if (layout == 0) {

@@ -140,6 +140,16 @@ struct StreamSpec {
   int64_t frame_size = 0;            // Floats per frame.
 };
 
+// Limits on the programs the transform builds (past them it fails with ResourceExhausted), so
+// that a hostile or broken model cannot make it or a backend size buffers without bound:
+// floats in one session's frame of any value (16 MiB) and of all values together (64 MiB),
+// bytes of one session's state, and the frames a program may span (warm-up, a conv's window,
+// padding along time).
+inline constexpr int64_t kMaxFrameElements = int64_t{1} << 22;
+inline constexpr int64_t kMaxProgramFrameElements = int64_t{1} << 24;
+inline constexpr int64_t kMaxStateBytes = int64_t{1} << 30;
+inline constexpr int64_t kMaxTimeSpan = int64_t{1} << 24;
+
 struct Program {
   std::vector<Value> values;
   std::vector<Op> ops;  // In execution order.

@@ -40,6 +40,44 @@ std::vector<int64_t> Stream::FrameShape() const {
 
 int64_t Stream::FrameSize() const { return ir::NumElements(FrameShape()); }
 
+absl::Status CheckFrameShape(const ir::Node& node, const std::vector<int64_t>& shape,
+                             int time_axis) {
+  std::vector<int64_t> frame;
+  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
+    if (d == time_axis) continue;
+    if (shape[d] < 1) {
+      return NodeError(node, absl::StrCat("streamed value of shape ", ir::ShapeToString(shape),
+                                          " has an empty or negative dim"));
+    }
+    frame.push_back(shape[d]);
+  }
+  if (!ir::CheckedNumElements(frame, kMaxFrameElements)) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "node ", node.name, " (", node.op_type, "): a frame of shape ", ir::ShapeToString(shape),
+        " holds more than ", kMaxFrameElements, " floats, the limit"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Builder::CheckStream(const ir::Node& node, const Stream& stream) const {
+  if (stream.time_axis < 0 || stream.time_axis >= stream.rank() ||
+      stream.shape[stream.time_axis] != kSymbolicTime || stream.batch_axis < -1 ||
+      stream.batch_axis >= stream.rank()) {
+    return absl::InternalError(absl::StrCat("node ", node.name, " (", node.op_type,
+                                            "): lost track of the time axis of ",
+                                            ir::ShapeToString(stream.shape)));
+  }
+  RETURN_IF_ERROR(CheckFrameShape(node, stream.shape, stream.time_axis));
+  for (int64_t span : {stream.lag, stream.extra, stream.pending_left_pad}) {
+    if (span < 0 || span > kMaxTimeSpan) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("node ", node.name, " (", node.op_type, "): spans ", span,
+                       " frames of time; the limit is ", kMaxTimeSpan));
+    }
+  }
+  return absl::OkStatus();
+}
+
 const ir::Tensor* Builder::Const(const std::string& name) const {
   auto it = consts_.find(name);
   if (it != consts_.end()) return &it->second;
@@ -87,8 +125,13 @@ Stream Builder::Emit(const ir::Node& node, const std::vector<const Stream*>& inp
   return out;
 }
 
-int64_t Builder::StateRegion(int64_t bytes) {
+absl::StatusOr<int64_t> Builder::StateRegion(const ir::Node& node, int64_t bytes) {
   const int64_t offset = (program_.state_bytes + 63) / 64 * 64;
+  if (bytes < 0 || bytes > kMaxStateBytes - offset) {
+    return absl::ResourceExhaustedError(absl::StrCat("node ", node.name, " (", node.op_type,
+                                                     "): per-session state would exceed ",
+                                                     kMaxStateBytes, " bytes, the limit"));
+  }
   program_.state_bytes = offset + bytes;
   return offset;
 }
@@ -148,6 +191,11 @@ absl::Status Builder::Transpose(const ir::Node& node, const Stream& in) {
   }
   if (static_cast<int>(perm.size()) != in.rank())
     return NodeError(node, "perm does not match rank");
+  std::vector<bool> seen(perm.size(), false);
+  for (int64_t p : perm) {
+    if (p < 0 || p >= in.rank() || seen[p]) return NodeError(node, "perm is not a permutation");
+    seen[p] = true;
+  }
   Stream out = in;
   int last_feature = -1;
   for (int d = 0; d < in.rank(); ++d) {
@@ -181,13 +229,22 @@ absl::Status Builder::Reshape(const ir::Node& node, const Stream& in, std::vecto
       if (time_pos >= 0) return NodeError(node, "shape names the time axis twice");
       time_pos = static_cast<int>(d);
     } else if (target[d] == -1) {
+      if (infer_pos >= 0) return NodeError(node, "shape has more than one -1");
       infer_pos = static_cast<int>(d);
+    } else if (target[d] < 1) {
+      return NodeError(node, absl::StrCat("reshape to ", ir::ShapeToString(target),
+                                          " has an empty or negative dim"));
     }
   }
   const int64_t frame = in.FrameSize();
   int64_t known = 1;
   for (size_t d = 0; d < target.size(); ++d) {
-    if (static_cast<int>(d) != time_pos && static_cast<int>(d) != infer_pos) known *= target[d];
+    if (static_cast<int>(d) == time_pos || static_cast<int>(d) == infer_pos) continue;
+    // More than the frame already cannot match it; stopping there avoids overflow.
+    if (target[d] > frame || (known *= target[d]) > frame) {
+      return NodeError(node, absl::StrCat("reshape ", ir::ShapeToString(in.shape), " to ",
+                                          ir::ShapeToString(target), " changes the frame size"));
+    }
   }
   if (time_pos < 0 && infer_pos >= 0 && known == frame) {
     time_pos = infer_pos;  // The inferred dim is the sequence length.
@@ -253,7 +310,7 @@ absl::Status Builder::SqueezeUnsqueeze(const ir::Node& node, const Stream& in) {
     std::set<int> insert;
     for (int64_t axis : axes) {
       ASSIGN_OR_RETURN(int a, onnx_import::NormalizeAxis(axis, rank, node));
-      insert.insert(a);
+      if (!insert.insert(a).second) return NodeError(node, "axes repeat an axis");
     }
     int src = 0;
     for (int d = 0; d < rank; ++d) {
@@ -320,6 +377,10 @@ absl::Status Builder::Pad(const ir::Node& node, const Stream& in) {
     const int64_t right = pads[i + axes.size()];
     if (left == 0 && right == 0) continue;
     if (left < 0 || right < 0) return Unsupported(node, "negative Pad (cropping)");
+    if (left > kMaxTimeSpan || right > kMaxTimeSpan) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("node ", node.name, " (Pad): pads past the limit of ", kMaxTimeSpan));
+    }
     if (axes[i] != in.time_axis) return Unsupported(node, "Pad along a feature axis");
     out.pending_left_pad += left;
     out.pad_node = node.name;
@@ -370,9 +431,13 @@ absl::Status Builder::Slice(const ir::Node& node, const Stream& in) {
         return NodeError(node, "Slice start along time counts from the end of the sequence");
       }
       if (cur.pending_left_pad != 0) return NodeError(node, "Slice after a Pad along time");
+      if (starts[i] > kMaxTimeSpan) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "node ", node.name, " (Slice): starts ", starts[i], " frames late, past the limit"));
+      }
       cur.lag += starts[i];
       if (ends[i] < 0) {
-        if (-ends[i] > cur.extra) {
+        if (ends[i] < -cur.extra) {  // Compared this way round: -ends[i] may overflow.
           return NodeError(
               node, absl::StrCat("Slice drops the last ", -ends[i], " steps, but only ", cur.extra,
                                  " of them come from right padding; the rest are "
@@ -396,7 +461,7 @@ absl::Status Builder::Slice(const ir::Node& node, const Stream& in) {
     ASSIGN_OR_RETURN(slice.shape, ViewAround(node, cur, axis, axis));
     slice.start = start;
     slice.step = steps[i];
-    slice.count = std::max<int64_t>(0, (end - start + steps[i] - 1) / steps[i]);
+    slice.count = end > start ? (end - start - 1) / steps[i] + 1 : 0;  // No overflow.
     if (slice.start == 0 && slice.count == dim) continue;
     Stream out = cur;
     out.shape[axis] = slice.count;
@@ -417,12 +482,17 @@ absl::Status Builder::Split(const ir::Node& node, const Stream& in) {
   const int64_t parts = static_cast<int64_t>(node.outputs.size());
   if (sizes.empty()) sizes.assign(parts, (in.shape[axis] + parts - 1) / parts);
   if (static_cast<int64_t>(sizes.size()) != parts) return NodeError(node, "split sizes mismatch");
+  for (int64_t size : sizes) {
+    if (size < 0 || size > in.shape[axis]) {
+      return NodeError(node, absl::StrCat("split size ", size, " of a dim of ", in.shape[axis]));
+    }
+  }
   int64_t start = 0;
   for (int64_t i = 0; i < parts; ++i) {
     SliceOp slice;
     ASSIGN_OR_RETURN(slice.shape, ViewAround(node, in, axis, axis));
     slice.start = start;
-    slice.count = std::min(sizes[i], in.shape[axis] - start);
+    slice.count = std::max<int64_t>(0, std::min(sizes[i], in.shape[axis] - start));
     start += sizes[i];
     Stream out = in;
     out.shape[axis] = slice.count;
@@ -481,11 +551,23 @@ absl::Status Builder::VisitConstant(const ir::Node& node) {
   if (!onnx_import::IsFoldable(node.op_type)) {
     return Unsupported(node, absl::StrCat("unsupported op ", node.op_type, " on constant inputs"));
   }
-  auto result = onnx_import::EvaluateConstant(node, inputs, graph_.opset);
+  auto result = onnx_import::EvaluateConstant(node, inputs, graph_.opset, fold_budget_);
+  if (result.ok()) {
+    // Folding may amplify a small model into huge constants: it has a budget.
+    for (const ir::Tensor& t : *result) fold_budget_ -= t.NumElements();
+    if (fold_budget_ < 0) {
+      result = absl::ResourceExhaustedError(
+          absl::StrCat("node ", node.name, " (", node.op_type,
+                       "): constant folding would create more elements than the limit"));
+    }
+  }
   if (!result.ok()) {
     // Keep going: the value may never reach anything that needs it.
+    const absl::StatusCode code = result.status().code() == absl::StatusCode::kResourceExhausted
+                                      ? absl::StatusCode::kResourceExhausted
+                                      : absl::StatusCode::kInvalidArgument;
     for (const std::string& out : node.outputs) {
-      poisoned_[out] = absl::InvalidArgumentError(result.status().message());
+      poisoned_[out] = absl::Status(code, result.status().message());
     }
     return absl::OkStatus();
   }
@@ -496,6 +578,7 @@ absl::Status Builder::VisitConstant(const ir::Node& node) {
 }
 
 absl::Status Builder::Visit(const ir::Node& node) {
+  if (node.outputs.empty()) return NodeError(node, "the node has no outputs");
   const Stream* in = nullptr;
   for (const std::string& name : node.inputs) {
     if (const Stream* s = StreamOf(name)) {
@@ -571,6 +654,9 @@ absl::StatusOr<Program> Builder::Build(int time_axis) {
     return absl::UnimplementedError(absl::StrCat("the model has ", graph_.inputs.size(),
                                                  " inputs; sluice streams models with one input"));
   }
+  int64_t weights = 0;
+  for (const auto& [name, tensor] : graph_.initializers) weights += tensor.NumElements();
+  fold_budget_ = std::max<int64_t>(int64_t{1} << 22, 4 * weights);
   for (const ir::Node& node : graph_.nodes) {
     for (const std::string& name : node.inputs) ++use_count_[name];
   }
@@ -602,13 +688,31 @@ absl::StatusOr<Program> Builder::Build(int time_axis) {
     const int first = time_axis == 0 ? 1 : 0;
     if (in.shape[first] == 1) in.batch_axis = first;
   }
+  ir::Node input_node;
+  input_node.name = input.name;
+  input_node.op_type = "input";
+  RETURN_IF_ERROR(CheckFrameShape(input_node, in.shape, in.time_axis));
   in.value = NewValue(input.name, in.FrameSize());
   streams_[input.name] = in;
   program_.input_value = in.value;
   program_.state_bytes = sizeof(int64_t);  // The step counter.
 
+  size_t counted_values = 0;
+  int64_t frame_elements = 0;
   for (const ir::Node& node : graph_.nodes) {
     RETURN_IF_ERROR(Visit(node));
+    for (const std::string& name : node.outputs) {
+      if (const Stream* s = StreamOf(name)) RETURN_IF_ERROR(CheckStream(node, *s));
+    }
+    for (; counted_values < program_.values.size(); ++counted_values) {
+      frame_elements +=
+          std::clamp<int64_t>(program_.values[counted_values].size, 0, kMaxFrameElements + 1);
+    }
+    if (frame_elements > kMaxProgramFrameElements) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "node ", node.name, " (", node.op_type, "): the frames of all values hold more than ",
+          kMaxProgramFrameElements, " floats per session, the limit"));
+    }
     ++visited_;
   }
 

@@ -20,6 +20,9 @@ struct TransformOptions {
 
 // Errors: InvalidArgument for a model that cannot stream (non-causal, time axis unclear) and
 // Unimplemented for an op sluice does not support; both name the node and the reason.
+// ResourceExhausted for a model past a size limit (program.h's kMax*, ir::kMaxTensorElements,
+// or constant folding that would create more elements than 4 times the model's own weights,
+// and at least 2^22).
 absl::StatusOr<Program> BuildProgram(const ir::Graph& graph, const TransformOptions& options);
 
 // ImportModelFile + BuildProgram.
