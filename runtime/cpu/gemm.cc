@@ -179,8 +179,10 @@ SLUICE_TARGET_AVX2 void BlockAvx2(const float* a, int64_t a_stride, int kc, cons
   constexpr int kNV = Avx2Vecs(MR);
   constexpr int kCols = kNV * kAvx2Lanes;
   for (int c = 0; c < block_cols; c += kCols) {
-    TileAvx2<MR, kNV>(a, a_stride, kc, w + c, bias == nullptr ? nullptr : bias + c, out + c, ldc,
-                      block_cols - c, relu, prefetch);
+    // With k == 0 there are no weights (w is null) and offsetting null is undefined.
+    TileAvx2<MR, kNV>(a, a_stride, kc, w == nullptr ? nullptr : w + c,
+                      bias == nullptr ? nullptr : bias + c, out + c, ldc, block_cols - c, relu,
+                      prefetch);
   }
 }
 
