@@ -44,8 +44,14 @@ case "$mode" in
     export POCL_CACHE_DIR="$BUILD/pocl-cache"
     mkdir -p "$POCL_CACHE_DIR"
     rc=0
-    (cd "$BUILD" && ctest -L 'unit|integration|opencl' -LE 'docker|deploy' -j2 --output-on-failure --timeout 1800 "$@") ||
-      rc=$?
+    (cd "$BUILD" && ctest -L 'unit|integration|opencl' -LE 'docker|deploy' -E '^BackpressureTest\.' \
+      -j2 --output-on-failure --timeout 1800 "$@") || rc=$?
+    if [[ $# -eq 0 ]]; then
+      # The backpressure test bounds the server's RSS growth; ASan's quarantine of freed memory
+      # alone exceeds that bound, so it runs with the quarantine off (every other check stays on).
+      (cd "$BUILD" && ASAN_OPTIONS="$ASAN_OPTIONS:quarantine_size_mb=0:thread_local_quarantine_size_kb=0" \
+        ctest -R '^BackpressureTest\.' --output-on-failure --timeout 1800) || rc=$?
+    fi
     done_at=$(date +%s)
     echo "sanitize: address,undefined build $((built - start)) s, tests $((done_at - built)) s"
     exit "$rc"

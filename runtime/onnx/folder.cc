@@ -572,11 +572,23 @@ Result Expand(const ir::Node& node, const Inputs& in) {
   return std::vector<Tensor>{std::move(out)};
 }
 
+// The tensor attribute `key`; an attribute of another kind (an int named "value") has no tensor.
+absl::StatusOr<const Tensor*> TensorAttr(const ir::Node& node, const std::string& key) {
+  const ir::Attribute& attr = node.attributes.at(key);
+  if (attr.kind != ir::Attribute::Kind::kTensor) {
+    return Error(node, absl::StrCat("attribute ", key, " is not a tensor"));
+  }
+  return &attr.t;
+}
+
 Result ConstantOfShape(const ir::Node& node, const Inputs& in) {
   RETURN_IF_ERROR(NeedsInputs(node, in, 1));
   RETURN_IF_ERROR(NoSymbolic(node, in));
   Tensor value = Tensor::ScalarFloat(0.f);
-  if (node.HasAttr("value")) value = node.attributes.at("value").t;
+  if (node.HasAttr("value")) {
+    ASSIGN_OR_RETURN(const Tensor* attr, TensorAttr(node, "value"));
+    value = *attr;
+  }
   if (value.NumElements() != 1) return Error(node, "value must hold one element");
   ASSIGN_OR_RETURN(Tensor out, EmptyLike(node, value.dtype, in[0]->AsInts()));
   for (int64_t i = 0, n = out.NumElements(); i < n; ++i) CopyElement(value, 0, &out, i);
@@ -584,7 +596,10 @@ Result ConstantOfShape(const ir::Node& node, const Inputs& in) {
 }
 
 Result Constant(const ir::Node& node) {
-  if (node.HasAttr("value")) return std::vector<Tensor>{node.attributes.at("value").t};
+  if (node.HasAttr("value")) {
+    ASSIGN_OR_RETURN(const Tensor* value, TensorAttr(node, "value"));
+    return std::vector<Tensor>{*value};
+  }
   if (node.HasAttr("value_float")) {
     return std::vector<Tensor>{Tensor::ScalarFloat(node.FloatAttr("value_float", 0))};
   }

@@ -259,6 +259,16 @@ TEST(TransformLimitsTest, RnnWeightsMustBeFloat) {
   EXPECT_THAT(m.Build(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("W/R")));
 }
 
+TEST(TransformLimitsTest, ConstantValueMustBeATensor) {
+  // Found by fuzz_onnx: an int attribute named "value" passed for a tensor with one element
+  // and no data, read past the end by the Clip that used it.
+  ModelBuilder m({"1", "2", "T"});
+  ModelBuilder::IntAttr(m.Node("Constant", {}, {"lo"}), "value", 0);
+  m.Node("Clip", {"x", "lo"}, {"y"});
+  m.Output("y");
+  EXPECT_THAT(m.Build(), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("not a tensor")));
+}
+
 TEST(TransformLimitsTest, SmallModelsStillBuild) {
   ModelBuilder m({"1", "2", "T"});
   m.Floats("w", {3, 2, 2}, 0.5f);

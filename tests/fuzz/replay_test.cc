@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,8 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
-#ifndef SLUICE_FUZZ_TARGET
-#error "SLUICE_FUZZ_TARGET must name the fuzz target (onnx, config, session)"
+#if !defined(SLUICE_FUZZ_TARGET) || !defined(SLUICE_FUZZ_SUITE)
+#error "SLUICE_FUZZ_TARGET and SLUICE_FUZZ_SUITE must name the fuzz target (see CMakeLists.txt)"
 #endif
 
 namespace sluice::fuzz {
@@ -27,6 +28,8 @@ struct Input {
   std::string name;  // A gtest-safe name.
   std::string path;  // Empty for a seed.
   int seed = -1;
+
+  friend void PrintTo(const Input& input, std::ostream* os) { *os << input.name; }
 };
 
 std::string SafeName(std::string name) {
@@ -70,7 +73,9 @@ TEST_P(ReplayTest, RunsCleanly) {
   LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
 }
 
-INSTANTIATE_TEST_SUITE_P(Inputs, ReplayTest, ::testing::ValuesIn(Inputs()),
+// Named after the target (e.g. FuzzOnnx/ReplayTest.RunsCleanly/seed_0), so that the three
+// replay binaries' tests have distinct ctest names.
+INSTANTIATE_TEST_SUITE_P(SLUICE_FUZZ_SUITE, ReplayTest, ::testing::ValuesIn(Inputs()),
                          [](const ::testing::TestParamInfo<Input>& info) {
                            return info.param.name;
                          });

@@ -452,6 +452,9 @@ bool Verify(Conn& conn, const streaming::Program& program, cpu::CpuBackend& refe
   bool opened = false;
   std::vector<std::pair<int, uint64_t>> errors;
   for (const v1::StreamResponse& response : conn.responses) {
+    // Nothing overtakes Opened (in-stream Errors are held until it is queued).
+    HARNESS_CHECK(opened || response.has_opened() || cut_short, "stream ", conn.id, ": ",
+                  response.ShortDebugString().substr(0, 120), " before Opened");
     switch (response.kind_case()) {
       case v1::StreamResponse::kOpened:
         HARNESS_CHECK(!opened, "stream ", conn.id, ": two Opened");
