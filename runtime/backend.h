@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "runtime/common/precision.h"
 #include "runtime/streaming/program.h"
 
 namespace sluice {
@@ -29,6 +30,8 @@ struct StepItem {
 struct BackendOptions {
   int max_batch = 256;  // Largest batch Step accepts; scratch is sized for it at Load.
   int max_slots = 0;    // Sessions the backend holds at once; 0 means memory is the limit.
+  // kBf16: the backend runs streaming::RoundWeightsToBf16(program); program() returns that.
+  Precision precision = Precision::kFp32;
 };
 
 // Thread-compatible: callers serialize all calls on one instance (the server's scheduler

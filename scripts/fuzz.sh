@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets of tests/fuzz with clang + ASan + UBSan in build-fuzz/ and runs
+# Builds the libFuzzer targets of tests/fuzz with clang + ASan + UBSan in build-asan/ (the build
+# of scripts/sanitize.sh address) and runs
 # each for the given time; fails (non-zero) on any crash, leak, timeout or out-of-memory, and
 # prints a summary (runs, coverage, corpus growth per target).
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]     targets: onnx config session (default all)
 #
 # Seeds are made by the targets themselves from the repository's models and configs
-# (SLUICE_FUZZ_WRITE_SEEDS); the corpus each run grows is kept in build-fuzz/fuzz/<target>/corpus
-# for the next run. A crasher lands in build-fuzz/fuzz/<target>/artifacts/: minimize it with
-#   build-fuzz/bin/fuzz_<target> -minimize_crash=1 -runs=10000 <crash-file>
+# (SLUICE_FUZZ_WRITE_SEEDS); the corpus each run grows is kept in build-asan/fuzz/<target>/corpus
+# for the next run. A crasher lands in build-asan/fuzz/<target>/artifacts/: minimize it with
+#   build-asan/bin/fuzz_<target> -minimize_crash=1 -runs=10000 <crash-file>
 # fix the bug, and add the input to tests/fuzz/regressions/<target>/ (replayed by ctest).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,17 +19,13 @@ seconds="${1:-60}"
 if [[ $# -gt 0 ]]; then shift; fi
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then targets=(onnx config session); fi
-BUILD="${SLUICE_FUZZ_BUILD_DIR:-$ROOT/build-fuzz}"
+BUILD="$ROOT/build-asan"
 
 if ! command -v clang++ >/dev/null; then
   echo "fuzz: clang++ is missing (scripts/setup.sh installs clang and libclang-rt-14-dev)" >&2
   exit 1
 fi
-if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
-  CC=clang CXX=clang++ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DSLUICE_SANITIZE=address,undefined \
-    -DSLUICE_BUILD_FUZZERS=ON >/dev/null
-fi
+bash scripts/sanitize.sh configure-address
 build_start=$(date +%s)
 cmake --build "$BUILD" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 echo "fuzz: build took $(($(date +%s) - build_start)) s"

@@ -5,6 +5,8 @@
 #       ASan + UBSan in build-asan/ (-O1 -g): builds everything and runs the unit, integration
 #       and OpenCL (PoCL) suites, the Python-driven OIP tests included (they start the
 #       instrumented sluice-server). Any error report, leak or undefined behaviour fails the test.
+#       The same build holds the libFuzzer targets (scripts/fuzz.sh uses it), so CI compiles the
+#       tree with clang once.
 #   scripts/sanitize.sh thread [harness args...]
 #       TSan in build-tsan/: builds and runs the concurrency harness of tests/tsan (scheduler,
 #       sessions and CPU backend driven from many threads, no gRPC), with Abseil's mutexes made
@@ -22,17 +24,20 @@ if ! command -v clang++ >/dev/null; then
   exit 1
 fi
 
-configure() {  # <build dir> <sanitizers>
+configure() {  # <build dir> <sanitizers> [cmake args...]
   if [[ ! -f "$1/CMakeCache.txt" ]]; then
     CC=clang CXX=clang++ cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DSLUICE_SANITIZE="$2" >/dev/null
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DSLUICE_SANITIZE="$2" "${@:3}" >/dev/null
   fi
 }
 
 case "$mode" in
+  configure-address)  # used by scripts/fuzz.sh
+    configure "$ROOT/build-asan" address,undefined -DSLUICE_BUILD_FUZZERS=ON
+    ;;
   address)
     BUILD="$ROOT/build-asan"
-    configure "$BUILD" address,undefined
+    configure "$BUILD" address,undefined -DSLUICE_BUILD_FUZZERS=ON
     start=$(date +%s)
     cmake --build "$BUILD" -j"$(nproc)"
     built=$(date +%s)

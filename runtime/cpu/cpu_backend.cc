@@ -61,8 +61,12 @@ absl::Status CpuBackend::Load(std::shared_ptr<const streaming::Program> program,
                               const BackendOptions& options) {
   if (program_ != nullptr) return absl::FailedPreconditionError("backend already loaded");
   if (options.max_batch <= 0) return absl::InvalidArgumentError("max_batch must be positive");
+  if (options.precision == Precision::kBf16) {
+    program = std::make_shared<const streaming::Program>(streaming::RoundWeightsToBf16(*program));
+  }
   program_ = std::move(program);
   options_ = options;
+  const Precision precision = options.precision;
   const int max_batch = options.max_batch;
   int64_t max_rows = 2 * static_cast<int64_t>(max_batch);  // Windows + gathered rows.
   int64_t max_gather = 0;
@@ -115,21 +119,21 @@ absl::Status CpuBackend::Load(std::shared_ptr<const streaming::Program> program,
             }
           }
           compiled.weights.emplace_back(static_cast<int>(k), static_cast<int>(cout), w_kn.data(),
-                                        conv->bias.data() + g * cout);
+                                        conv->bias.data() + g * cout, precision);
         }
         if (compiled.conv_path != ConvPath::kWindowGemm) max_gather = std::max(max_gather, k);
       }
     } else if (const auto* linear = std::get_if<LinearOp>(&op.params)) {
-      compiled.weights.emplace_back(static_cast<int>(linear->in_features),
-                                    static_cast<int>(linear->out_features), linear->weight.data(),
-                                    linear->bias.empty() ? nullptr : linear->bias.data());
+      compiled.weights.emplace_back(
+          static_cast<int>(linear->in_features), static_cast<int>(linear->out_features),
+          linear->weight.data(), linear->bias.empty() ? nullptr : linear->bias.data(), precision);
       max_rows = std::max<int64_t>(max_rows, linear->rows * max_batch);
     } else if (const auto* rnn = std::get_if<RnnOp>(&op.params)) {
       const int64_t gh = rnn->gates() * rnn->hidden;
       compiled.weights.emplace_back(static_cast<int>(rnn->input_size), static_cast<int>(gh),
-                                    rnn->w.data(), rnn->w_bias.data());
+                                    rnn->w.data(), rnn->w_bias.data(), precision);
       compiled.weights.emplace_back(static_cast<int>(rnn->hidden), static_cast<int>(gh),
-                                    rnn->r.data(), rnn->r_bias.data());
+                                    rnn->r.data(), rnn->r_bias.data(), precision);
       if (rnn->gru && !rnn->linear_before_reset) {
         // (r * h) @ R_h^T needs R's h-gate columns alone.
         std::vector<float> r_h(rnn->hidden * rnn->hidden);
@@ -139,7 +143,7 @@ absl::Status CpuBackend::Load(std::shared_ptr<const streaming::Program> program,
           }
         }
         compiled.weights.emplace_back(static_cast<int>(rnn->hidden), static_cast<int>(rnn->hidden),
-                                      r_h.data(), rnn->r_bias.data() + 2 * rnn->hidden);
+                                      r_h.data(), rnn->r_bias.data() + 2 * rnn->hidden, precision);
         max_gather = std::max(max_gather, rnn->hidden);
       }
       max_gates = std::max(max_gates, gh);
@@ -159,6 +163,14 @@ absl::Status CpuBackend::Load(std::shared_ptr<const streaming::Program> program,
   steps_.resize(max_batch);
   slot_stride_ = std::max<int64_t>(64, (program_->state_bytes + 63) / 64 * 64);
   return absl::OkStatus();
+}
+
+int64_t CpuBackend::weight_bytes() const {
+  int64_t bytes = 0;
+  for (const CompiledOp& compiled : compiled_) {
+    for (const PackedWeights& w : compiled.weights) bytes += w.bytes();
+  }
+  return bytes;
 }
 
 absl::Status CpuBackend::CheckSlot(SlotId slot) const {

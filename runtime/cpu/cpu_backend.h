@@ -39,6 +39,8 @@ class CpuBackend : public Backend {
   // Matrix-product calls the last Step made; a constant of the program, whatever the batch.
   int64_t last_step_gemm_calls() const { return gemm_calls_; }
   int64_t live_slots() const { return live_slots_; }
+  // Bytes of packed matrix weights (halved by Precision::kBf16).
+  int64_t weight_bytes() const;
 
  private:
   struct CompiledOp;

@@ -17,7 +17,10 @@ inline constexpr int kBlockN = PackedWeights::kBlockN;
 // a CPU without that instruction set.
 struct GemmArgs {
   const float* panels = nullptr;  // [ceil(n / kBlockN)][k][kBlockN], 64-byte aligned
-  const float* bias = nullptr;    // [ceil(n / kBlockN) * kBlockN], zero-padded, 64-byte aligned
+  // Instead of `panels` for bf16 weights: [ceil(n / kBlockN)][k][kBlockN / 2] words, 64-byte
+  // aligned, in PackedWeights' bf16 layout. Only the generic and AVX2 kernels read it.
+  const uint32_t* bf16_panels = nullptr;
+  const float* bias = nullptr;  // [ceil(n / kBlockN) * kBlockN], zero-padded, 64-byte aligned
   int k = 0;
   int n = 0;
   int m = 0;
@@ -36,7 +39,7 @@ GemmArgs MakeGemmArgs(const PackedWeights& w, int m, const float* const* rows, f
 using GemmKernel = void (*)(const GemmArgs& args);
 void GemmGeneric(const GemmArgs& args);  // Portable C++ (std::fma).
 void GemmAvx2(const GemmArgs& args);     // Needs CpuHasAvx2(): AVX2 + FMA.
-void GemmAvx512(const GemmArgs& args);   // Needs CpuHasAvx512(): AVX-512 F/BW/VL/DQ.
+void GemmAvx512(const GemmArgs& args);   // Needs CpuHasAvx512(): AVX-512 F/BW/VL/DQ; fp32 only.
 
 bool CpuHasAvx2();
 bool CpuHasAvx512();

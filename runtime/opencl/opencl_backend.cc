@@ -69,6 +69,11 @@ absl::Status OpenClBackend::Load(std::shared_ptr<const streaming::Program> progr
           absl::StrCat("max_batch ", options.max_batch, " is too large for value ", value.name));
     }
   }
+  if (options.precision == Precision::kBf16) {
+    // bf16-valued weights in fp32 buffers: the same arithmetic as the CPU backend's packed bf16
+    // (so sessions can move between them), without the halved bytes.
+    program = std::make_shared<const streaming::Program>(streaming::RoundWeightsToBf16(*program));
+  }
   program_ = std::move(program);
   options_ = options;
 

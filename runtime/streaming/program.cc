@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "runtime/common/bf16.h"
 
 namespace sluice::streaming {
 namespace {
@@ -66,6 +67,24 @@ std::string Program::Describe() const {
                         state_bytes);
   absl::StrAppendFormat(&out, "MFLOP per frame: %.3f\n", FlopsPerFrame() / 1e6);
   return out;
+}
+
+Program RoundWeightsToBf16(const Program& program) {
+  Program rounded = program;
+  const auto round_all = [](std::vector<float>& weights) {
+    for (float& w : weights) w = RoundToBf16(w);
+  };
+  for (Op& op : rounded.ops) {
+    if (auto* conv = std::get_if<ConvOp>(&op.params)) {
+      round_all(conv->weight);
+    } else if (auto* linear = std::get_if<LinearOp>(&op.params)) {
+      round_all(linear->weight);
+    } else if (auto* rnn = std::get_if<RnnOp>(&op.params)) {
+      round_all(rnn->w);
+      round_all(rnn->r);
+    }
+  }
+  return rounded;
 }
 
 int64_t Program::FlopsPerFrame() const {

@@ -169,6 +169,12 @@ struct Program {
   int64_t FlopsPerFrame() const;
 };
 
+// `program` with its matrix weights (conv weights, linear weights, recurrent W and R) rounded to
+// the nearest bf16 (Precision::kBf16); biases and every other constant unchanged. Backends run
+// the result in fp32 arithmetic (or, on the CPU, from packed bf16, which holds it exactly), so
+// every backend computes the same bf16 model.
+Program RoundWeightsToBf16(const Program& program);
+
 // Byte layout of a conv op's state region: an int64 head index, then 2 * taps() frames of
 // in_channels floats. Frame h is stored twice (at h and h + taps) so the taps() newest frames
 // are always contiguous, oldest first, starting at frame (head + 1).

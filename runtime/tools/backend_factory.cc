@@ -6,25 +6,11 @@
 
 namespace sluice::tools {
 
-absl::StatusOr<Precision> ParsePrecision(const std::string& name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  return absl::InvalidArgumentError(absl::StrCat("unknown precision '", name, "' (fp32 or bf16)"));
-}
-
-const char* PrecisionName(Precision precision) {
-  return precision == Precision::kFp32 ? "fp32" : "bf16";
-}
-
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(
     std::shared_ptr<const streaming::Program> program, const BackendSpec& spec,
-    const BackendOptions& options) {
-  // The precision goes into BackendOptions once it has a field for it; until then only fp32.
-  if (spec.precision != Precision::kFp32) {
-    return absl::UnimplementedError(absl::StrCat("precision ", PrecisionName(spec.precision),
-                                                 " is not available yet: the backends run "
-                                                 "fp32 only"));
-  }
+    const BackendOptions& backend_options) {
+  BackendOptions options = backend_options;
+  options.precision = spec.precision;
   if (spec.kind == "cpu") {
     auto backend = cpu::CpuBackend::Create(std::move(program), options);
     if (!backend.ok()) return backend.status();

@@ -8,15 +8,10 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/backend.h"
+#include "runtime/common/precision.h"
 #include "runtime/streaming/program.h"
 
 namespace sluice::tools {
-
-enum class Precision { kFp32, kBf16 };
-
-// "fp32" or "bf16"; InvalidArgument otherwise.
-absl::StatusOr<Precision> ParsePrecision(const std::string& name);
-const char* PrecisionName(Precision precision);
 
 struct BackendSpec {
   std::string kind = "cpu";  // "cpu" or "opencl".
@@ -26,9 +21,9 @@ struct BackendSpec {
   std::string opencl_device;
 };
 
-// Loads `program` on the backend `spec` names. InvalidArgument for an unknown kind;
-// Unimplemented for a precision the backends do not run yet (bf16: BackendOptions has no
-// precision field); otherwise the backend's own Create errors.
+// Loads `program` on the backend `spec` names, in spec.precision (which overrides
+// options.precision). InvalidArgument for an unknown kind; otherwise the backend's own Create
+// errors.
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(
     std::shared_ptr<const streaming::Program> program, const BackendSpec& spec,
     const BackendOptions& options);

@@ -33,7 +33,8 @@ ABSL_FLAG(std::string, output, "",
           "several model outputs, output k>0 goes to <stem>_<k>.npy.");
 ABSL_FLAG(std::string, backend, "cpu", "Backend to run on: cpu or opencl.");
 ABSL_FLAG(std::string, precision, "fp32",
-          "Arithmetic precision: fp32 (bf16 is not available yet).");
+          "Weight precision: fp32, or bf16 (matrix weights rounded to bf16 and stored so on the "
+          "CPU; activations and accumulation stay fp32).");
 ABSL_FLAG(std::string, opencl_platform, "",
           "OpenCL platform name substring (--backend opencl; default: any).");
 ABSL_FLAG(std::string, opencl_device, "",
@@ -75,7 +76,7 @@ std::string OutputPath(const std::string& base, size_t index) {
 absl::StatusOr<tools::BackendSpec> BackendFromFlags() {
   tools::BackendSpec spec;
   spec.kind = absl::GetFlag(FLAGS_backend);
-  ASSIGN_OR_RETURN(spec.precision, tools::ParsePrecision(absl::GetFlag(FLAGS_precision)));
+  ASSIGN_OR_RETURN(spec.precision, ParsePrecision(absl::GetFlag(FLAGS_precision)));
   spec.opencl_platform = absl::GetFlag(FLAGS_opencl_platform);
   spec.opencl_device = absl::GetFlag(FLAGS_opencl_device);
   return spec;
@@ -118,7 +119,7 @@ absl::Status Bench(std::shared_ptr<const streaming::Program> program) {
   latency.steps = absl::GetFlag(FLAGS_steps);
   latency.warmup_steps = absl::GetFlag(FLAGS_warmup_steps);
   const bool json = absl::GetFlag(FLAGS_json);
-  const char* precision = tools::PrecisionName(spec.precision);
+  const char* precision = PrecisionName(spec.precision);
   if (!json) {
     std::cout << absl::StrFormat(
         "%s on %s (%s), %.3f MFLOP per frame, %d timed steps after %d warm-up steps\n"

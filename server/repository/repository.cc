@@ -24,10 +24,6 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
     return absl::NotFoundError(
         absl::StrCat("model ", model->name, ": no model.onnx in ", model->dir));
   }
-  if (model->config.precision() != v1::ModelConfig::PRECISION_FP32) {
-    return absl::UnimplementedError(
-        absl::StrCat("model ", model->name, ": only fp32 precision is available"));
-  }
   std::string backend_choice = options.backend;
   if (model->config.backend() == v1::ModelConfig::BACKEND_OPENCL) backend_choice = "opencl";
   if (model->config.backend() == v1::ModelConfig::BACKEND_CPU) backend_choice = "cpu";
@@ -45,6 +41,10 @@ absl::Status LoadOne(ServedModel* model, const RepositoryOptions& options) {
   BackendOptions backend_options;
   backend_options.max_batch = model->config.max_batch();
   if (model->config.max_sessions() > 0) backend_options.max_slots = model->config.max_sessions();
+  // Every backend of the model (and the CPU fallback) runs the same bf16-rounded weights.
+  backend_options.precision = model->config.precision() == v1::ModelConfig::PRECISION_BF16
+                                  ? Precision::kBf16
+                                  : Precision::kFp32;
   std::shared_ptr<const streaming::Program> shared = model->program;
   auto make_cpu = [shared, backend_options]() -> absl::StatusOr<std::unique_ptr<Backend>> {
     auto backend = cpu::CpuBackend::Create(shared, backend_options);
@@ -148,10 +148,12 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
     model->load_status = duplicate.ok() ? LoadOne(model.get(), options) : duplicate;
     if (model->load_status.ok()) {
       spdlog::info(
-          "model {} ready: {} instance(s) on {}, warm-up {} frames, {} state bytes per "
+          "model {} ready: {} instance(s) on {} ({}), warm-up {} frames, {} state bytes per "
           "session, {:.3f} MFLOP per frame",
-          model->name, model->instances.size(), model->backend, model->program->warmup_frames,
-          model->program->state_bytes, model->program->FlopsPerFrame() / 1e6);
+          model->name, model->instances.size(), model->backend,
+          model->config.precision() == v1::ModelConfig::PRECISION_BF16 ? "bf16" : "fp32",
+          model->program->warmup_frames, model->program->state_bytes,
+          model->program->FlopsPerFrame() / 1e6);
     } else {
       spdlog::error("model {} failed to load: {}", model->name, model->load_status.ToString());
     }

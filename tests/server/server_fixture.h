@@ -93,10 +93,10 @@ inline v1::StreamRequest FramesRequest(const std::vector<std::vector<float>>& fr
 }
 
 // Streams row `row` of a reference model through one session (random chunk sizes, concurrent
-// reader) and checks every output and its seq against the offline reference.
+// reader) and checks every output and its seq against model.expected within atol + rtol * |x|.
 inline void StreamRowAndCheck(v1::Streaming::Stub& stub, const std::string& served_name,
                               const model_testing::ReferenceModel& model, int64_t row,
-                              uint32_t seed) {
+                              uint32_t seed, float atol = 1e-4f, float rtol = 1e-4f) {
   auto s = StartStream(stub);
   ASSERT_TRUE(s->Write(OpenRequest(served_name)));
   v1::StreamResponse response;
@@ -154,7 +154,7 @@ inline void StreamRowAndCheck(v1::Streaming::Stub& stub, const std::string& serv
     const auto got = model_testing::ExtractFrame(actual, out, tt, row);
     const auto want = model_testing::ExtractFrame(model.expected, out, tt, row);
     for (size_t i = 0; i < want.size(); ++i) {
-      ASSERT_LE(std::fabs(got[i] - want[i]), 1e-4f + 1e-4f * std::fabs(want[i]))
+      ASSERT_LE(std::fabs(got[i] - want[i]), atol + rtol * std::fabs(want[i]))
           << served_name << " row " << row << " frame " << tt << " element " << i;
     }
   }

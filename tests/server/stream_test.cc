@@ -8,9 +8,14 @@
 #include <fstream>
 #include <random>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/cpu/cpu_backend.h"
+#include "runtime/streaming/sequence_runner.h"
 #include "server/server.h"
+#include "tests/common/status_matchers.h"
 #include "tests/runtime/model_testing.h"
 #include "tests/server/server_fixture.h"
 
@@ -33,6 +38,8 @@ class StreamTest : public ::testing::Test {
         {"idle", "lstm2", "session_idle_timeout_ms: 300\n"},
         {"broken", "", ""},
         {"bad_config", "lstm2", "max_batch: -3\n"},
+        {"lstm2_bf16", "lstm2", "precision: PRECISION_BF16\n"},
+        {"espdl_bf16", "espdl_tcn_block", "precision: PRECISION_BF16\n"},
     }));
     server::ServerOptions options;
     options.model_repository = *repository_;
@@ -82,6 +89,31 @@ TEST_F(StreamTest, ConcurrentSessionsOnMixedModelsMatchOffline) {
   }
   ASSERT_GE(threads.size(), 32u);
   for (auto& thread : threads) thread.join();
+}
+
+// A bf16 model serves exactly what the CPU backend computes in bf16 locally (bitwise: the server
+// batches sessions, and batching never changes a CPU result), which differs from fp32.
+TEST_F(StreamTest, Bf16ModelsServeTheBf16Computation) {
+  auto stub = NewStub();
+  for (const auto& [served, source] :
+       {std::pair{"lstm2_bf16", "lstm2"}, std::pair{"espdl_bf16", "espdl_tcn_block"}}) {
+    ASSERT_OK_AND_ASSIGN(ReferenceModel model, LoadReferenceModel(source));
+    BackendOptions options;
+    options.precision = Precision::kBf16;
+    ASSERT_OK_AND_ASSIGN(auto bf16, cpu::CpuBackend::Create(model.program, options));
+    ASSERT_OK_AND_ASSIGN(std::vector<NpyArray> local,
+                         streaming::RunSequences(*bf16, model.input, {}));
+    EXPECT_FALSE(model_testing::AllClose(local[0], model.expected, 0, 0));
+    EXPECT_TRUE(model_testing::AllClose(local[0], model.expected, 5e-3, 1e-3));
+    model.expected = local[0];
+    std::vector<std::thread> threads;
+    for (int64_t row = 0; row < model.rows(); ++row) {
+      threads.emplace_back([&, row] {
+        StreamRowAndCheck(*stub, served, model, row, static_cast<uint32_t>(row), 0.f, 0.f);
+      });
+    }
+    for (auto& thread : threads) thread.join();
+  }
 }
 
 grpc::Status OpenAndFinish(v1::Streaming::Stub& stub, const v1::StreamRequest& first,

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <ostream>
 #include <random>
 #include <string>
@@ -14,12 +16,15 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/common/bf16.h"
 #include "runtime/cpu/gemm_internal.h"
 
 namespace sluice::cpu {
 namespace {
 
-// A random problem: weights, bias and a pool of rows to point into.
+// A random problem: weights, bias and a pool of rows to point into. With bf16 the weights are
+// drawn as bf16 values, which the packing must then hold exactly: every check below compares
+// against `w`, so a bf16 product must equal the fp32 product of the same weights bit for bit.
 struct Problem {
   int k;
   int n;
@@ -27,14 +32,14 @@ struct Problem {
   std::vector<float> bias;  // [n]
   PackedWeights packed;
 
-  Problem(int k_in, int n_in, uint32_t seed) : k(k_in), n(n_in) {
+  Problem(int k_in, int n_in, uint32_t seed, Precision precision) : k(k_in), n(n_in) {
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     w.resize(static_cast<size_t>(k) * n);
-    for (float& x : w) x = dist(rng);
+    for (float& x : w) x = precision == Precision::kBf16 ? RoundToBf16(dist(rng)) : dist(rng);
     bias.resize(n);
     for (float& x : bias) x = dist(rng);
-    packed = PackedWeights(k, n, w.data(), bias.data());
+    packed = PackedWeights(k, n, w.data(), bias.data(), precision);
   }
 };
 
@@ -67,19 +72,29 @@ float SequentialFma(const Problem& p, const float* a, int col, const float* bias
 struct KernelCase {
   std::string name;
   internal::GemmKernel fn;  // nullptr: the public, dispatching Gemm().
+  Precision precision = Precision::kFp32;
 };
 
 void PrintTo(const KernelCase& kernel, std::ostream* os) { *os << kernel.name; }
 
 std::vector<KernelCase> AvailableKernels() {
-  std::vector<KernelCase> kernels = {{"dispatch", nullptr}, {"generic", internal::GemmGeneric}};
-  if (internal::CpuHasAvx2()) kernels.push_back({"avx2", internal::GemmAvx2});
+  std::vector<KernelCase> kernels;
+  for (Precision precision : {Precision::kFp32, Precision::kBf16}) {
+    const std::string suffix = precision == Precision::kBf16 ? "_bf16" : "";
+    kernels.push_back({"dispatch" + suffix, nullptr, precision});
+    kernels.push_back({"generic" + suffix, internal::GemmGeneric, precision});
+    if (internal::CpuHasAvx2()) kernels.push_back({"avx2" + suffix, internal::GemmAvx2, precision});
+  }
   if (internal::CpuHasAvx512()) kernels.push_back({"avx512", internal::GemmAvx512});
   return kernels;
 }
 
 class GemmKernelTest : public ::testing::TestWithParam<KernelCase> {
  protected:
+  Problem MakeProblem(int k, int n, uint32_t seed) const {
+    return Problem(k, n, seed, GetParam().precision);
+  }
+
   void Run(const PackedWeights& w, int m, const float* const* rows, float* out, int ldc,
            Epilogue epilogue) {
     if (GetParam().fn == nullptr) {
@@ -93,8 +108,8 @@ class GemmKernelTest : public ::testing::TestWithParam<KernelCase> {
   // for k sequential float FMAs, and bitwise against SequentialFma.
   void CheckShape(int m, int k, int n, Epilogue epilogue, bool with_bias) {
     SCOPED_TRACE(testing::Message() << "m=" << m << " k=" << k << " n=" << n);
-    const Problem p(k, n, 1000 * k + n);
-    const PackedWeights no_bias(k, n, p.w.data(), nullptr);
+    const Problem p = MakeProblem(k, n, 1000 * k + n);
+    const PackedWeights no_bias(k, n, p.w.data(), nullptr, GetParam().precision);
     const PackedWeights& w = with_bias ? p.packed : no_bias;
     const Rows rows(m, k, m + 7);
     std::vector<float> out(static_cast<size_t>(m) * n, -7.0f);
@@ -164,7 +179,7 @@ TEST_P(GemmKernelTest, ZeroKGivesBias) {
 
 TEST_P(GemmKernelTest, LdcPaddingIsUntouched) {
   const int m = 11, k = 50, n = 70, ldc = 83;
-  const Problem p(k, n, 3);
+  const Problem p = MakeProblem(k, n, 3);
   const Rows rows(m, k, 4);
   std::vector<float> out(static_cast<size_t>(m) * ldc, 42.0f);
   Run(p.packed, m, rows.ptrs.data(), out.data(), ldc, Epilogue::kNone);
@@ -181,7 +196,7 @@ TEST_P(GemmKernelTest, LdcPaddingIsUntouched) {
 }
 
 TEST_P(GemmKernelTest, ZeroRowsWritesNothing) {
-  const Problem p(8, 8, 5);
+  const Problem p = MakeProblem(8, 8, 5);
   float out = 42.0f;
   Run(p.packed, 0, nullptr, &out, 8, Epilogue::kNone);
   EXPECT_EQ(out, 42.0f);
@@ -191,7 +206,7 @@ TEST_P(GemmKernelTest, ZeroRowsWritesNothing) {
 TEST_P(GemmKernelTest, BatchInvariantBitwise) {
   for (auto [k, n] : {std::pair{1024, 128}, std::pair{1000, 100}, std::pair{3, 65}}) {
     SCOPED_TRACE(testing::Message() << "k=" << k << " n=" << n);
-    const Problem p(k, n, 11);
+    const Problem p = MakeProblem(k, n, 11);
     const Rows pool(256, k, 12);
     const Rows probe(1, k, 13);
 
@@ -224,7 +239,7 @@ TEST_P(GemmKernelTest, BatchInvariantBitwise) {
 // PackedWeights is shared read-only between threads; Gemm keeps its state on the stack.
 TEST_P(GemmKernelTest, ConcurrentCallsAgree) {
   const int m = 9, k = 520, n = 100;
-  const Problem p(k, n, 31);
+  const Problem p = MakeProblem(k, n, 31);
   const Rows rows(m, k, 32);
   std::vector<float> expected(static_cast<size_t>(m) * n);
   Run(p.packed, m, rows.ptrs.data(), expected.data(), n, Epilogue::kRelu);
@@ -261,7 +276,7 @@ TEST(GemmTest, KernelNameMatchesCpu) {
 
 TEST(GemmTest, PackedLayout) {
   const int k = 3, n = 70;
-  const Problem p(k, n, 21);
+  const Problem p(k, n, 21, Precision::kFp32);
   EXPECT_EQ(p.packed.num_blocks(), 2);
   EXPECT_EQ(p.packed.bytes(), 2 * k * PackedWeights::kBlockN * static_cast<int64_t>(sizeof(float)));
   EXPECT_EQ(reinterpret_cast<uintptr_t>(p.packed.block(0)) % 64, 0u);
@@ -272,6 +287,45 @@ TEST(GemmTest, PackedLayout) {
 
   const PackedWeights copy = p.packed;  // stays aligned when copied
   EXPECT_EQ(reinterpret_cast<uintptr_t>(copy.block(0)) % 64, 0u);
+}
+
+TEST(GemmTest, Bf16PackedLayout) {
+  const int k = 2, n = 70;
+  std::vector<float> w(k * n);
+  for (int i = 0; i < k * n; ++i) w[i] = 1.0f + (i % 128) / 128.0f;  // Exact in bf16.
+  const PackedWeights packed(k, n, w.data(), nullptr, Precision::kBf16);
+  EXPECT_EQ(packed.bytes(), 2 * k * PackedWeights::kBlockN * 2);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(packed.bf16_block(0)) % 64, 0u);
+  const auto column = [&](int j, int kk, int col) {
+    const uint32_t word =
+        packed.bf16_block(j)[kk * PackedWeights::kBlockN / 2 + (col / 16) * 8 + col % 8];
+    return FloatFromBf16(static_cast<uint16_t>(col % 16 < 8 ? word : word >> 16));
+  };
+  EXPECT_EQ(column(0, 1, 3), w[1 * n + 3]);
+  EXPECT_EQ(column(0, 1, 11), w[1 * n + 11]);  // High half of the word holding column 3.
+  EXPECT_EQ(column(0, 0, 63), w[63]);
+  EXPECT_EQ(column(1, 1, 5), w[1 * n + 64 + 5]);
+  EXPECT_EQ(column(1, 1, 6), 0.0f);  // Padding.
+}
+
+TEST(Bf16Test, RoundsToNearestEven) {
+  EXPECT_EQ(RoundToBf16(1.0f), 1.0f);
+  // bf16 values are 1/128 apart in [1, 2).
+  EXPECT_EQ(RoundToBf16(1.0f + 1.0f / 256), 1.0f);               // Tie: even (1.0) wins.
+  EXPECT_EQ(RoundToBf16(1.0f + 3.0f / 256), 1.0f + 2.0f / 128);  // Tie: even (1 + 2/128) wins.
+  EXPECT_EQ(RoundToBf16(1.0f + 1.5f / 256), 1.0f + 1.0f / 128);  // Above the tie: up.
+  EXPECT_EQ(RoundToBf16(-2.5f), -2.5f);
+  EXPECT_EQ(RoundToBf16(0.0f), 0.0f);
+  EXPECT_TRUE(std::signbit(RoundToBf16(-0.0f)));
+  EXPECT_TRUE(std::isnan(RoundToBf16(std::nanf(""))));
+  // A NaN whose payload sits only in the low bits must not become infinity.
+  EXPECT_TRUE(std::isnan(RoundToBf16(std::bit_cast<float>(0x7F800001u))));
+  EXPECT_EQ(RoundToBf16(std::numeric_limits<float>::infinity()),
+            std::numeric_limits<float>::infinity());
+  EXPECT_EQ(RoundToBf16(FLT_MAX), std::numeric_limits<float>::infinity());
+  for (float x : {0.1f, -3.14159f, 1e-20f, 7e30f}) {
+    EXPECT_LE(std::fabs(RoundToBf16(x) - x), std::fabs(x) / 256) << x;
+  }
 }
 
 }  // namespace

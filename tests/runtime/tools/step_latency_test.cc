@@ -27,11 +27,17 @@ TEST(BackendFactoryTest, CreatesTheCpuBackendAndRefusesWhatItCannotCreate) {
   unknown.kind = "tpu";
   EXPECT_THAT(CreateBackend(model.program, unknown, {}),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("tpu")));
-  BackendSpec bf16;
-  bf16.precision = Precision::kBf16;
-  EXPECT_THAT(CreateBackend(model.program, bf16, {}),
-              StatusIs(absl::StatusCode::kUnimplemented, HasSubstr("bf16")));
   EXPECT_THAT(ParsePrecision("fp8"), StatusIs(absl::StatusCode::kInvalidArgument));
+}
+
+TEST(BackendFactoryTest, SpecPrecisionReachesTheBackend) {
+  ASSERT_OK_AND_ASSIGN(auto model, LoadReferenceModel("cnn_tiny"));
+  BackendSpec spec;
+  ASSERT_OK_AND_ASSIGN(Precision bf16, ParsePrecision("bf16"));
+  spec.precision = bf16;
+  ASSERT_OK_AND_ASSIGN(auto backend, CreateBackend(model.program, spec, {}));
+  ASSERT_OK_AND_ASSIGN(auto fp32, cpu::CpuBackend::Create(model.program));
+  EXPECT_EQ(2 * static_cast<cpu::CpuBackend&>(*backend).weight_bytes(), fp32->weight_bytes());
 }
 
 TEST(StepLatencyTest, TimesEveryStepAndFreesItsSessions) {
