@@ -2,8 +2,10 @@
 // streaming F seeded random frames in random chunks, every output checked against a local CPU
 // reference of the same model (soak_reference.h) by seq (soak_verifier.h). With chaos, sessions
 // also drop their stream mid-way (a client cancel, or a TCP reset through a local relay) and then
-// resume it or restart from scratch, stall their reader, and send bursts. A few worker threads
-// drive all sessions; the reference runs on the worker that owns the session.
+// resume it or restart from scratch, stall their reader, and send bursts. With expect_drain the
+// server is drained (SIGTERM) during the run instead, and what each drained stream answered is
+// checked. A few worker threads drive all sessions; the reference runs on the worker that owns
+// the session.
 #ifndef SLUICE_CLIENT_CLI_SOAK_RUNNER_H_
 #define SLUICE_CLIENT_CLI_SOAK_RUNNER_H_
 
@@ -46,6 +48,15 @@ struct SoakCounts {
   int64_t bursts = 0;
   int64_t resume_retries = 0;  // Resumes answered UNAVAILABLE (old stream closing), retried.
   int64_t resume_ms_max = 0;   // The longest time from a drop to the resumed stream.
+  // With expect_drain (see SoakOptions; DrainedStream in soak_verifier.h for the rule):
+  int64_t sessions_drained = 0;   // Streams the server ended by draining them.
+  int64_t sessions_refused = 0;   // Opens refused because the server was draining.
+  int64_t opens_cancelled = 0;    // Of those, Opens gRPC cancelled in the server's final shutdown.
+  int64_t frames_answered = 0;    // Frames of drained streams answered before the drain ended them.
+  int64_t frames_unanswered = 0;  // Frames of drained streams sent after those.
+  int64_t frames_refused = 0;     // Of those, the frames the server refused with an Error.
+  int64_t drain_violations = 0;   // Drained streams that broke the rule, and opens that succeeded
+                                  // after the session had seen the drain.
   // Unexpected failures by status code name (PROTOCOL: a response that breaks the API's rules).
   std::map<std::string, int64_t> errors;
 
@@ -60,6 +71,12 @@ struct SoakOptions {
   int sessions = 1;
   int64_t frames = 1000;  // Per session.
   bool chaos = false;
+  // The server is drained (SIGTERM) during the run. A stream it ends with UNAVAILABLE "the server
+  // is shutting down" is checked with CheckDrainedStream instead of failing; the session then
+  // opens once more, which must be refused (UNAVAILABLE, or CANCELLED by gRPC while the server
+  // shuts down), and ends. An Open refused with the shutdown message also ends its session. Not
+  // with chaos.
+  bool expect_drain = false;
   uint64_t seed = 1;
   int workers = 4;
   // How clients of sessions with a connection of their own (chaos) are made.
@@ -79,13 +96,15 @@ struct SoakResult {
   double outputs_per_s = 0;          // Verified outputs per second.
   std::vector<std::string> samples;  // The first few failures, one line each.
 
-  // No mismatch, loss, duplicate, reorder, unexpected output or error, and every session done.
-  bool ok(int sessions) const;
+  // No mismatch, loss, duplicate, reorder, unexpected output or error, and every session done:
+  // completed, or (with expect_drain) refused after the drain. With expect_drain also no drain
+  // violation, and at least one stream drained.
+  bool ok(const SoakOptions& options) const;
 };
 
-// Runs the soak with `client` (the shared connections). Errors: InvalidArgument for bad options,
-// a model the reference cannot load, or a server address the chaos relay cannot resolve; every
-// failure during the run is counted in the result instead.
+// Runs the soak with `client` (the shared connections). Errors: InvalidArgument for bad options
+// (expect_drain with chaos among them), a model the reference cannot load, or a server address
+// the chaos relay cannot resolve; every failure during the run is counted in the result instead.
 absl::StatusOr<SoakResult> RunSoak(StreamingClient& client, const SoakOptions& options);
 
 }  // namespace sluice::client

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "client/lib/frame_layout.h"
 #include "client/lib/status_util.h"
 
@@ -27,6 +28,9 @@ constexpr absl::Duration kDisconnectTimeout = absl::Seconds(30);
 constexpr absl::Duration kResumeTimeout = absl::Seconds(30);
 constexpr absl::Duration kFirstBackoff = absl::Milliseconds(10);
 constexpr absl::Duration kMaxBackoff = absl::Seconds(1);
+// The status message of a stream the server ends, or an Open it refuses, while it drains
+// (SluiceServer::Drain, StreamReactor::HandleOpen).
+constexpr absl::string_view kShutdownMessage = "the server is shutting down";
 
 // SplitMix64: a well-mixed 64-bit hash of `x`.
 uint64_t Mix(uint64_t x) {
@@ -202,7 +206,27 @@ void SoakSession::OpenNew() {
   absl::StatusOr<v1::Opened> opened = stream_->Open(
       model_, absl::StrCat("soak-", index_, "-", attempt_), context_.options->open_timeout);
   if (!opened.ok()) {
+    if (context_.options->expect_drain) {
+      // Once this session's stream was drained the server may be gone: any UNAVAILABLE refuses.
+      if (absl::IsUnavailable(opened.status()) &&
+          (saw_drain_ || opened.status().message() == kShutdownMessage)) {
+        Refused();
+        return;
+      }
+      // An Open that reaches the server once the drain is over and its gRPC server is shutting
+      // down is cancelled by gRPC itself (grpc/grpc#41785); this client never cancels an Open.
+      if (saw_drain_ && absl::IsCancelled(opened.status())) {
+        tally_->Add(&SoakCounts::opens_cancelled);
+        Refused();
+        return;
+      }
+    }
     Fail(opened.status(), "Open");
+    return;
+  }
+  if (saw_drain_) {
+    tally_->Add(&SoakCounts::drain_violations);
+    End("DRAIN", "a new session opened after the server had drained this session's stream");
     return;
   }
   if (absl::Status status = CheckOpenedMatches(reference_->program(), *opened); !status.ok()) {
@@ -292,7 +316,15 @@ bool SoakSession::Read(absl::Duration wait) {
 }
 
 void SoakSession::StreamEnded(const absl::Status& status) {
-  if (state_ == State::kClosing && status.ok()) {
+  if (context_.options->expect_drain && absl::IsUnavailable(status) &&
+      status.message() == kShutdownMessage &&
+      (state_ == State::kStreaming || state_ == State::kClosing)) {
+    ServerDrained();
+  } else if (refused_seq_.has_value()) {
+    FailProtocol(absl::StrCat("frames refused from seq ", *refused_seq_,
+                              ", then the stream ended with ", status.ToString(),
+                              " instead of the drain's UNAVAILABLE"));
+  } else if (state_ == State::kClosing && status.ok()) {
     Complete();
   } else if (state_ == State::kDisconnecting && !status.ok()) {
     // A cancel ends the stream CANCELLED, a reset connection UNAVAILABLE. Anything else is a
@@ -314,6 +346,13 @@ bool SoakSession::HandleResponse(const v1::StreamResponse& response) {
     case v1::StreamResponse::kOutputs:
       return CheckOutputs(response.outputs());
     case v1::StreamResponse::kError:
+      // A draining server refuses the frames it reads after closing the session; the stream's
+      // end tells whether that was the drain (StreamEnded).
+      if (context_.options->expect_drain && !refused_seq_.has_value() &&
+          absl::IsUnavailable(FromWireStatus(response.error().status()))) {
+        refused_seq_ = response.error().seq();
+        return true;
+      }
       Fail(FromWireStatus(response.error().status()),
            absl::StrCat("Error response for seq ", response.error().seq()));
       return false;
@@ -524,6 +563,29 @@ void SoakSession::Restart() {
   plan_.clear();
   next_event_ = 0;
   state_ = State::kOpen;
+}
+
+void SoakSession::ServerDrained() {
+  const DrainedStream drained = CheckDrainedStream(verifier_, sent_, refused_seq_);
+  tally_->Add(&SoakCounts::sessions_drained);
+  tally_->Add(&SoakCounts::frames_answered, drained.frames_answered);
+  tally_->Add(&SoakCounts::frames_unanswered, drained.frames_unanswered);
+  tally_->Add(&SoakCounts::frames_refused, drained.frames_refused);
+  tally_->Add(&SoakCounts::outputs_lost, drained.outputs_lost);
+  stream_.reset();
+  if (!drained.violation.empty()) {
+    tally_->Add(&SoakCounts::drain_violations);
+    End("DRAIN", absl::StrCat("drained after ", sent_, " frames sent: ", drained.violation));
+    return;
+  }
+  saw_drain_ = true;
+  state_ = State::kOpen;
+}
+
+void SoakSession::Refused() {
+  tally_->Add(&SoakCounts::sessions_refused);
+  stream_.reset();
+  state_ = State::kDone;
 }
 
 void SoakSession::Complete() {

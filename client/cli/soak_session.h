@@ -1,8 +1,9 @@
 // Internal to the soak (soak_runner.h): one soak session, the state machine that opens (or
 // resumes) a stream on the server, sends its seeded random frames in random chunks, steps the
 // local reference as it sends, checks every output, and plays its chaos plan (stream drops
-// followed by a resume or a restart, reader stalls, bursts). A worker thread drives it through
-// Poll(), which never waits on the server except for an Open's answer.
+// followed by a resume or a restart, reader stalls, bursts), or, with expect_drain, checks what a
+// drained stream answered. A worker thread drives it through Poll(), which never waits on the
+// server except for an Open's answer.
 #ifndef SLUICE_CLIENT_CLI_SOAK_SESSION_H_
 #define SLUICE_CLIENT_CLI_SOAK_SESSION_H_
 
@@ -95,6 +96,11 @@ class SoakSession {
   // restarts.
   bool Drain();
   void StreamEnded(const absl::Status& status);
+  // The server ended the stream by draining it: checks what it answered (CheckDrainedStream),
+  // then opens once more, which the draining server must refuse.
+  void ServerDrained();
+  // An Open refused because the server is draining: the session ends.
+  void Refused();
   // False when the session failed.
   bool HandleResponse(const v1::StreamResponse& response);
   bool CheckOutputs(const v1::Outputs& outputs);
@@ -147,6 +153,10 @@ class SoakSession {
   absl::Time retry_at_;
   absl::Time resume_deadline_;
   absl::Duration backoff_;
+  // Expect-drain: the seq of the first frame the server refused with an Error response, and
+  // whether this session's stream was drained (so its next Open must be refused).
+  std::optional<uint64_t> refused_seq_;
+  bool saw_drain_ = false;
 
   std::vector<float> frames_;                // Scratch: frames to send.
   std::vector<float> output_;                // Scratch: one reference or received output frame.

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace sluice::client {
 
 bool OutputClose(float got, float want) {
@@ -57,6 +59,50 @@ Verdict OutputVerifier::Receive(uint64_t seq, absl::Span<const float> got) {
 
 uint64_t OutputVerifier::OldestPending(uint64_t otherwise) const {
   return entries_.empty() ? otherwise : front_seq_;
+}
+
+int64_t OutputVerifier::PendingBefore(uint64_t seq) const {
+  if (seq <= front_seq_) return 0;
+  const uint64_t end = std::min<uint64_t>(seq - front_seq_, entries_.size());
+  int64_t n = 0;
+  for (uint64_t i = 0; i < end; ++i) n += entries_[i].received ? 0 : 1;
+  return n;
+}
+
+DrainedStream CheckDrainedStream(const OutputVerifier& verifier, int64_t frames_sent,
+                                 std::optional<uint64_t> refused_seq) {
+  DrainedStream stream;
+  const std::optional<uint64_t> last = verifier.last_received();
+  const int64_t through_last = last.has_value() ? static_cast<int64_t>(*last) + 1 : 0;
+  if (!refused_seq.has_value()) {
+    stream.frames_answered = through_last;
+    stream.outputs_lost = verifier.PendingBefore(static_cast<uint64_t>(through_last));
+    if (stream.outputs_lost > 0) {
+      stream.violation =
+          absl::StrCat(stream.outputs_lost, " output(s) missing before seq ", *last,
+                       ", the last one received, from seq ", verifier.OldestPending(0), " on");
+    }
+  } else {
+    const auto refused = static_cast<int64_t>(*refused_seq);
+    stream.frames_answered = std::min(refused, frames_sent);
+    stream.frames_refused = std::max<int64_t>(0, frames_sent - refused);
+    stream.outputs_lost = verifier.PendingBefore(*refused_seq);
+    if (refused > frames_sent) {
+      stream.violation = absl::StrCat("the server refused frames from seq ", refused,
+                                      " on, but only ", frames_sent, " were sent");
+    } else if (through_last > refused) {
+      stream.violation =
+          absl::StrCat("outputs through seq ", *last,
+                       " arrived for frames the server refused from seq ", refused, " on");
+    } else if (stream.outputs_lost > 0) {
+      stream.violation = absl::StrCat(stream.outputs_lost,
+                                      " output(s) missing for frames the server accepted "
+                                      "(before seq ",
+                                      refused, "), from seq ", verifier.OldestPending(0), " on");
+    }
+  }
+  stream.frames_unanswered = frames_sent - stream.frames_answered;
+  return stream;
 }
 
 }  // namespace sluice::client

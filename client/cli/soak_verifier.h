@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -50,6 +51,8 @@ class OutputVerifier {
   uint64_t OldestPending(uint64_t otherwise) const;
   // Expected outputs that have not arrived.
   int64_t pending() const { return pending_; }
+  // Expected outputs with a seq below `seq` that have not arrived.
+  int64_t PendingBefore(uint64_t seq) const;
   // The highest seq received so far.
   std::optional<uint64_t> last_received() const { return last_received_; }
 
@@ -65,6 +68,27 @@ class OutputVerifier {
   int64_t pending_ = 0;
   std::optional<uint64_t> last_received_;
 };
+
+// What one stream the server ended by draining (UNAVAILABLE "the server is shutting down") proves.
+// The server answers every frame it accepted before the drain closed the session and may refuse
+// the frames it reads after that with one Error response (UNAVAILABLE, seq = the seq the first
+// refused frame would have had); frames it never read get nothing. So the outputs received must be
+// a gap-free prefix of the frames sent, and when the server named its refusal seq, the prefix must
+// end exactly there: every output before it arrived, none at or after it.
+struct DrainedStream {
+  // Frames answered: those before the refusal seq when the server named one, else those through
+  // the last output received (warm-up frames count once a later output proves they were run).
+  int64_t frames_answered = 0;
+  int64_t frames_unanswered = 0;  // The frames sent after them.
+  int64_t frames_refused = 0;     // Frames sent from the refusal seq on.
+  int64_t outputs_lost = 0;       // Outputs the prefix (or the refusal seq) says must have arrived.
+  std::string violation;          // Why the stream broke the rule; empty when it kept it.
+};
+
+// Checks a drained stream of `frames_sent` frames whose outputs went through `verifier`;
+// `refused_seq` is the seq of the server's Error response refusing frames, if one came.
+DrainedStream CheckDrainedStream(const OutputVerifier& verifier, int64_t frames_sent,
+                                 std::optional<uint64_t> refused_seq);
 
 }  // namespace sluice::client
 

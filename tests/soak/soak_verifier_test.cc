@@ -1,4 +1,5 @@
-// The soak's output check: every output by seq, once, within the fp32 tolerance.
+// The soak's output check: every output by seq, once, within the fp32 tolerance; and the rule a
+// stream the server drained must keep.
 #include "client/cli/soak_verifier.h"
 
 #include <gtest/gtest.h>
@@ -98,6 +99,83 @@ TEST(OutputVerifierTest, ExpectAfterEverythingArrivedContinuesTheSeqs) {
   EXPECT_EQ(verifier.OldestPending(99), 1u);
   EXPECT_EQ(verifier.Receive(1, Frame(1)).kind, Verdict::kVerified);
   EXPECT_EQ(verifier.Receive(0, Frame(0)).kind, Verdict::kDuplicated);
+}
+
+// A verifier that expects outputs for frames [warmup, sent) and received those for `received`.
+OutputVerifier Streamed(uint64_t warmup, uint64_t sent, const std::vector<uint64_t>& received) {
+  OutputVerifier verifier(warmup);
+  for (uint64_t seq = warmup; seq < sent; ++seq) verifier.Expect(seq, Frame(seq));
+  for (uint64_t seq : received) verifier.Receive(seq, Frame(seq));
+  return verifier;
+}
+
+TEST(OutputVerifierTest, PendingBeforeCountsOnlyMissingOutputsBelowTheSeq) {
+  const OutputVerifier verifier = Streamed(2, 8, {2, 4, 5});
+  EXPECT_EQ(verifier.PendingBefore(2), 0);
+  EXPECT_EQ(verifier.PendingBefore(4), 1);  // 3.
+  EXPECT_EQ(verifier.PendingBefore(7), 2);  // 3 and 6.
+  EXPECT_EQ(verifier.PendingBefore(99), 3);
+}
+
+TEST(CheckDrainedStreamTest, AnsweredPrefixWithoutRefusal) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3}), 10, {});
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 4);
+  EXPECT_EQ(drained.frames_unanswered, 6);
+  EXPECT_EQ(drained.frames_refused, 0);
+  EXPECT_EQ(drained.outputs_lost, 0);
+}
+
+TEST(CheckDrainedStreamTest, NothingAnsweredIsAnEmptyPrefix) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(4, 10, {}), 10, {});
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 0);
+  EXPECT_EQ(drained.frames_unanswered, 10);
+}
+
+TEST(CheckDrainedStreamTest, WarmUpFramesCountOnceALaterOutputArrived) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(4, 10, {4, 5}), 10, {});
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 6);
+  EXPECT_EQ(drained.frames_unanswered, 4);
+}
+
+TEST(CheckDrainedStreamTest, AGapBeforeTheLastOutputIsAViolation) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 3}), 10, {});
+  EXPECT_NE(drained.violation, "");
+  EXPECT_EQ(drained.outputs_lost, 1);
+}
+
+TEST(CheckDrainedStreamTest, TheRefusalSeqEndsThePrefix) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3, 4, 5}), 10, 6);
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 6);
+  EXPECT_EQ(drained.frames_unanswered, 4);
+  EXPECT_EQ(drained.frames_refused, 4);
+}
+
+TEST(CheckDrainedStreamTest, ARefusalWithinTheWarmUpNeedsNoOutput) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(4, 10, {}), 10, 3);
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 3);
+  EXPECT_EQ(drained.frames_refused, 7);
+}
+
+TEST(CheckDrainedStreamTest, AnAcceptedFrameWithoutItsOutputIsAViolation) {
+  // The server accepted frames 0..5 but the outputs stop after seq 3.
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3}), 10, 6);
+  EXPECT_NE(drained.violation, "");
+  EXPECT_EQ(drained.outputs_lost, 2);
+}
+
+TEST(CheckDrainedStreamTest, AnOutputForARefusedFrameIsAViolation) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3, 4}), 10, 3);
+  EXPECT_NE(drained.violation, "");
+}
+
+TEST(CheckDrainedStreamTest, ARefusalPastTheFramesSentIsAViolation) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 5, {0, 1, 2, 3, 4}), 5, 7);
+  EXPECT_NE(drained.violation, "");
 }
 
 }  // namespace
