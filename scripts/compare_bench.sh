@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One streaming step of a model (default models/cnn_tiny) on one pinned core, in one run, by:
-#   1. sluice: sluice-run --bench --json, CPU backend, and the OpenCL backend on PoCL's CPU
-#      device when there is one (POCL_MAX_PTHREAD_COUNT=1);
+#   1. sluice: sluice-run --bench --json, CPU backend in fp32 and with bf16 weights
+#      (--precision bf16), and the OpenCL backend on PoCL's CPU device when there is one
+#      (POCL_MAX_PTHREAD_COUNT=1);
 #   2. ONNX Runtime: the model exported by sluice-run --export_streaming_onnx (states as explicit
 #      inputs/outputs), one Run() per step from Python with IOBinding, one thread; at batch N the
 #      export has a batch dim of N (N sessions per Run()), tests/bench/ort_stream_bench.py;
@@ -20,7 +21,7 @@
 #   --rounds N   rounds of all runners (default 3)
 #   --out DIR    results directory (default build/bench-results/compare-<UTC time>)
 #   --plots DIR  where the PNGs go (default <out>/plots)
-#   --skip LIST  runners to leave out: opencl, ort, torch
+#   --skip LIST  runners to leave out: bf16, opencl, ort, torch
 #
 # Every runner is pinned to the second CPU (taskset), as in scripts/bench.sh. The machine is
 # shared: the load average is printed before each part and kept in <out>/load.txt.
@@ -81,6 +82,12 @@ for ((round = 1; round <= rounds; round++)); do
   part "round $round/$rounds: sluice, CPU backend (sluice-run --bench, ${pin[*]})"
   "${pin[@]}" "$BIN/sluice-run" --model "$model" --bench --json --backend cpu \
     --batch "$batches" "${common[@]}" | tee -a "$out/sluice-cpu.jsonl"
+
+  if ! skipped bf16; then
+    part "round $round/$rounds: sluice, CPU backend, bf16 weights (--precision bf16, ${pin[*]})"
+    "${pin[@]}" "$BIN/sluice-run" --model "$model" --bench --json --backend cpu --precision bf16 \
+      --batch "$batches" "${common[@]}" | tee -a "$out/sluice-cpu.jsonl"
+  fi
 
   if ! skipped opencl; then
     part "round $round/$rounds: sluice, OpenCL backend on PoCL's CPU device (${pin[*]}, POCL_MAX_PTHREAD_COUNT=1)"

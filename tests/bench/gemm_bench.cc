@@ -83,7 +83,9 @@ struct Problem {
     }
     out.assign(static_cast<size_t>(m) * kN, 0.0f);
   }
-  float* dst(int l) { return l + 1 < layers ? in[l + 1].data() + (kFrames - 1) * kChannels : out.data(); }
+  float* dst(int l) {
+    return l + 1 < layers ? in[l + 1].data() + (kFrames - 1) * kChannels : out.data();
+  }
   int ldd(int l) const { return l + 1 < layers ? kK : kN; }
 
   int m;
@@ -108,10 +110,11 @@ class Runner {
 
 class SluiceRunner final : public Runner {
  public:
-  SluiceRunner(Problem& p, internal::GemmKernel kernel, std::string name)
+  SluiceRunner(Problem& p, internal::GemmKernel kernel, std::string name,
+               Precision precision = Precision::kFp32)
       : p_(p), kernel_(kernel), name_(std::move(name)) {
     for (int l = 0; l < p.layers; ++l) {
-      packed_.emplace_back(kK, kN, p.weights[l].data(), p.bias[l].data());
+      packed_.emplace_back(kK, kN, p.weights[l].data(), p.bias[l].data(), precision);
       rows_.emplace_back(p.m);
       for (int i = 0; i < p.m; ++i) rows_[l][i] = p.in[l].data() + static_cast<size_t>(i) * kK;
     }
@@ -226,8 +229,8 @@ class EigenRunner final : public Runner {
     isa += " +FMA";
 #endif
     return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
-           std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION) +
-           " (" + isa + ")";
+           std::to_string(EIGEN_MAJOR_VERSION) + "." + std::to_string(EIGEN_MINOR_VERSION) + " (" +
+           isa + ")";
   }
 
  private:
@@ -387,6 +390,13 @@ void RegisterAll() {
                     return std::make_unique<SluiceRunner>(p, nullptr, "sluice " + dispatched);
                   },
                   all_sizes});
+  // bf16 weights (half the bytes, widened in registers), fp32 arithmetic.
+  libs.push_back({"sluice-bf16",
+                  [](Problem& p) {
+                    return std::make_unique<SluiceRunner>(p, nullptr, "sluice bf16 weights",
+                                                          Precision::kBf16);
+                  },
+                  all_sizes});
   auto add_kernel = [&](const std::string& isa, internal::GemmKernel fn, std::vector<int> sizes) {
     if (isa == dispatched) return;  // Already measured as `sluice`.
     libs.push_back({"sluice-" + isa,
@@ -399,7 +409,8 @@ void RegisterAll() {
   if (internal::CpuHasAvx2()) add_kernel("avx2", internal::GemmAvx2, all_sizes);
   add_kernel("generic", internal::GemmGeneric, {1, 64});  // Slow: a libm fmaf per element.
 #ifdef SLUICE_BENCH_ONEDNN
-  libs.push_back({"onednn", [](Problem& p) { return std::make_unique<OneDnnRunner>(p); }, all_sizes});
+  libs.push_back(
+      {"onednn", [](Problem& p) { return std::make_unique<OneDnnRunner>(p); }, all_sizes});
 #endif
 #ifdef SLUICE_BENCH_EIGEN
   libs.push_back({"eigen", [](Problem& p) { return std::make_unique<EigenRunner>(p); }, all_sizes});

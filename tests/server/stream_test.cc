@@ -95,8 +95,9 @@ TEST_F(StreamTest, ConcurrentSessionsOnMixedModelsMatchOffline) {
 // batches sessions, and batching never changes a CPU result), which differs from fp32.
 TEST_F(StreamTest, Bf16ModelsServeTheBf16Computation) {
   auto stub = NewStub();
-  for (const auto& [served, source] :
+  for (const auto& [served_name, source] :
        {std::pair{"lstm2_bf16", "lstm2"}, std::pair{"espdl_bf16", "espdl_tcn_block"}}) {
+    const std::string served = served_name;  // Lambdas cannot capture a structured binding.
     ASSERT_OK_AND_ASSIGN(ReferenceModel model, LoadReferenceModel(source));
     BackendOptions options;
     options.precision = Precision::kBf16;
