@@ -11,6 +11,13 @@ cd build
 # Everything but the container smoke test (label docker, 15-30 min cold on 2 cores).
 ctest --output-on-failure --timeout 900 -j2 -LE docker
 cd "$ROOT"
+# The sanitizer and fuzzing stages (docs/RELIABILITY.md): the unit, integration and OpenCL suites
+# again under ASan + UBSan (clang, -O1), each libFuzzer target for a bounded time on top of the
+# same build, and the TSan harness (scheduler, sessions and CPU backend without gRPC, whose
+# uninstrumented Debian build TSan cannot see into). Each fails on any report.
+bash scripts/sanitize.sh address
+bash scripts/fuzz.sh "${SLUICE_FUZZ_SECONDS:-60}"
+bash scripts/sanitize.sh thread
 # The image smoke runs when its inputs changed since it last passed by hand (the stamp lists their
 # hashes; after `ctest -L docker` passes, `sha256sum $(cut -c67- tests/docker/verified.sha256)
 # > tests/docker/verified.sha256` records them).

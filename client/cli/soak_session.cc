@@ -214,7 +214,7 @@ void SoakSession::OpenNew() {
         return;
       }
       // An Open that reaches the server once the drain is over and its gRPC server is shutting
-      // down is cancelled by gRPC itself (grpc/grpc#41785); this client never cancels an Open.
+      // down is cancelled by gRPC itself; this client never cancels an Open.
       if (saw_drain_ && absl::IsCancelled(opened.status())) {
         tally_->Add(&SoakCounts::opens_cancelled);
         Refused();
