@@ -11,6 +11,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "runtime/opencl/device.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -87,6 +88,10 @@ int main(int argc, char** argv) {
   usage.version_string = [] { return std::string("sluice-server ") + SLUICE_VERSION + "\n"; };
   absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
+  // Debian builds Abseil with Mutex deadlock detection on: every lock, ours and gRPC's (gpr_mu is
+  // an absl::Mutex), then updates a global lock graph. That was ~30% of the server's own
+  // instructions per frame (callgrind, docs/BENCHMARKS.md); the tests keep it on.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (absl::GetFlag(FLAGS_version)) {
     std::cout << "sluice-server " << SLUICE_VERSION << "\n";
     return 0;

@@ -63,7 +63,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
         const auto count = static_cast<int64_t>(frames.size());
         std::vector<std::string> tags(request_.frames().tags().begin(),
                                       request_.frames().tags().end());
-        if (!session.EnqueueFrames(std::move(frames), std::move(tags))) {
+        // This gRPC callback holds no lock: when the backend is idle the frame may be stepped
+        // and its output written right here, without waking the scheduler thread.
+        if (!session.EnqueueFrames(std::move(frames), std::move(tags), /*may_step_here=*/true)) {
           const absl::Status closing =
               absl::UnavailableError("the session is closing; these frames were not accepted");
           CountError(closing);

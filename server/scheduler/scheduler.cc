@@ -19,6 +19,8 @@ Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const streaming::
   shadowing_ = static_cast<bool>(options_.make_fallback);
   backend_name_ = backend_->name();
   const size_t num_outputs = program.outputs.size();
+  turn_.reserve(options_.max_batch);
+  again_.reserve(options_.max_batch);
   entries_.resize(options_.max_batch);
   items_.reserve(options_.max_batch);
   item_sessions_.reserve(options_.max_batch);
@@ -38,6 +40,10 @@ Scheduler::Scheduler(SchedulerOptions options, std::shared_ptr<const streaming::
 Scheduler::~Scheduler() { Stop(); }
 
 void Scheduler::Start() {
+  {
+    absl::MutexLock lock(&mu_);
+    started_ = true;
+  }
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -47,11 +53,29 @@ void Scheduler::Stop() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  // A caller of Enqueue may still be running its turn.
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !stepping_; };
+  mu_.Await(absl::Condition(&idle));
 }
 
-void Scheduler::Enqueue(std::shared_ptr<Session> session) {
-  absl::MutexLock lock(&mu_);
-  ready_.push_back(std::move(session));
+void Scheduler::Enqueue(std::shared_ptr<Session> session, bool may_step_here) {
+  {
+    absl::MutexLock lock(&mu_);
+    // With a max_queue_delay the scheduler thread would wait for other sessions: only a session
+    // alone on this instance, which it would dispatch at once, may skip it.
+    const bool step_here = may_step_here && options_.step_on_caller_when_idle && started_ &&
+                           !stopping_ && !stepping_ && ready_.empty() &&
+                           lone_session_ == session.get() &&
+                           (options_.max_queue_delay <= absl::ZeroDuration() || live_slots_ <= 1);
+    if (!step_here) {
+      ready_.push_back(std::move(session));
+      return;
+    }
+    stepping_ = true;
+  }
+  turn_.push_back(std::move(session));
+  RunTurnAndRelease();
 }
 
 std::string Scheduler::backend_name() const {
@@ -75,42 +99,57 @@ int64_t Scheduler::frames() const {
 }
 
 void Scheduler::Loop() {
-  std::vector<std::shared_ptr<Session>> turn;
-  turn.reserve(options_.max_batch);
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       auto has_work = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !ready_.empty();
+        return stopping_ || (!ready_.empty() && !stepping_);
       };
       mu_.Await(absl::Condition(&has_work));
       if (stopping_) return;
-      if (options_.max_queue_delay > absl::ZeroDuration() &&
-          static_cast<int>(ready_.size()) < options_.max_batch) {
-        // The backend is idle: optionally wait a little for more sessions to become ready.
-        auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-          return stopping_ || static_cast<int>(ready_.size()) >= options_.max_batch;
-        };
+      // The backend is idle: optionally wait a little for more sessions to become ready, but
+      // not once every session holding a slot here is (nobody else could join the batch; a lone
+      // session then pays no delay). Nobody takes the token while ready_ is not empty.
+      auto full = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        const auto ready = static_cast<int64_t>(ready_.size());
+        return stopping_ || ready >= options_.max_batch || ready >= live_slots_;
+      };
+      if (options_.max_queue_delay > absl::ZeroDuration() && !full()) {
         mu_.AwaitWithTimeout(absl::Condition(&full), options_.max_queue_delay);
         if (stopping_) return;
       }
-      while (!ready_.empty() && static_cast<int>(turn.size()) < options_.max_batch) {
-        turn.push_back(std::move(ready_.front()));
+      while (!ready_.empty() && static_cast<int>(turn_.size()) < options_.max_batch) {
+        turn_.push_back(std::move(ready_.front()));
         ready_.pop_front();
       }
+      stepping_ = true;
     }
-    RunTurn(turn);
-    // Sessions with more work go to the back of the line (round robin across sessions).
-    std::vector<std::shared_ptr<Session>> again;
-    for (std::shared_ptr<Session>& session : turn) {
-      if (session->EndTurn()) again.push_back(std::move(session));
-    }
-    turn.clear();
-    if (!again.empty()) {
-      absl::MutexLock lock(&mu_);
-      for (std::shared_ptr<Session>& session : again) ready_.push_back(std::move(session));
-    }
+    RunTurnAndRelease();
   }
+}
+
+void Scheduler::RunTurnAndRelease() {
+  const int64_t stepped = RunTurn();
+  const Session* lone = turn_.size() == 1 && stepped == 1 ? turn_[0].get() : nullptr;
+  for (std::shared_ptr<Session>& session : turn_) {
+    if (session->EndTurn()) again_.push_back(std::move(session));
+  }
+  turn_.clear();
+  absl::MutexLock lock(&mu_);
+  for (std::shared_ptr<Session>& session : again_) ready_.push_back(std::move(session));
+  // Cleared before the token goes: the next holder may be another thread.
+  again_.clear();
+  stepping_ = false;
+  lone_session_ = lone;
+  if (stepped > 0) {
+    ++steps_;
+    frames_ += stepped;
+  }
+}
+
+void Scheduler::AddLiveSlots(int64_t delta) {
+  absl::MutexLock lock(&mu_);
+  live_slots_ += delta;
 }
 
 void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
@@ -124,6 +163,7 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
         return;
       }
       session.set_slot(*slot);
+      AddLiveSlots(1);
       if (shadowing_) shadows_[*slot] = Shadow{&session, {}, {}};
       session.Respond(std::move(entry.response));
       return;
@@ -150,6 +190,7 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
         backend_->FreeSlot(session.slot()).IgnoreError();
         shadows_.erase(session.slot());
         session.set_slot(-1);
+        AddLiveSlots(-1);
       }
       session.CloseProcessed(entry.close_status);
       return;
@@ -159,12 +200,12 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
   }
 }
 
-void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
+int64_t Scheduler::RunTurn() {
   items_.clear();
   item_sessions_.clear();
   item_entries_.clear();
-  for (size_t i = 0; i < sessions.size(); ++i) {
-    Session& session = *sessions[i];
+  for (size_t i = 0; i < turn_.size(); ++i) {
+    Session& session = *turn_[i];
     SessionEntry& entry = entries_[i];
     if (!session.PopEntry(&entry)) continue;
     if (entry.kind != SessionEntry::Kind::kFrame) {
@@ -177,7 +218,7 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
     item_sessions_.push_back(&session);
     item_entries_.push_back(&entry);
   }
-  if (items_.empty()) return;
+  if (items_.empty()) return 0;
   const absl::Time start = absl::Now();
   if (metrics_ != nullptr) {
     metrics_->batch_size.Observe(static_cast<double>(items_.size()));
@@ -195,10 +236,11 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
       backend_->FreeSlot(session->slot()).IgnoreError();
       shadows_.erase(session->slot());
       session->set_slot(-1);
+      AddLiveSlots(-1);
       session->CloseProcessed(
           absl::InternalError(absl::StrCat("the backend failed a step: ", status.message())));
     }
-    return;
+    return 0;
   }
   if (shadowing_) UpdateShadows();
   std::vector<const float*>& frame_outputs = frame_outputs_;
@@ -216,13 +258,11 @@ void Scheduler::RunTurn(std::vector<std::shared_ptr<Session>>& sessions) {
       metrics_->frame_latency_seconds.Observe(absl::ToDoubleSeconds(end - entry.arrival));
     }
   }
-  absl::MutexLock lock(&mu_);
-  ++steps_;
-  frames_ += static_cast<int64_t>(items_.size());
+  return static_cast<int64_t>(items_.size());
 }
 
 absl::Status Scheduler::StepWithFallback() {
-  // This thread is the backend's only caller, so Step runs without any lock held.
+  // The stepping token makes this the backend's only caller, so Step runs without any lock held.
   for (size_t j = 0; j < outputs_.size(); ++j) output_ptrs_[j] = outputs_[j].data();
   absl::Status status =
       backend_->Step(items_, output_ptrs_, absl::MakeSpan(ready_flags_.data(), items_.size()));

@@ -54,8 +54,8 @@ bool Session::ClaimScheduleLocked() {
   return true;
 }
 
-void Session::ScheduleIfClaimed(bool claimed) {
-  if (claimed) scheduler_->Enqueue(shared_from_this());
+void Session::ScheduleIfClaimed(bool claimed, bool may_step_here) {
+  if (claimed) scheduler_->Enqueue(shared_from_this(), may_step_here);
 }
 
 void Session::Start(v1::StreamResponse opened) {
@@ -73,7 +73,8 @@ void Session::Start(v1::StreamResponse opened) {
   Pump();
 }
 
-bool Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags) {
+bool Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<std::string> tags,
+                            bool may_step_here) {
   bool claimed;
   {
     absl::MutexLock lock(&mu_);
@@ -95,7 +96,7 @@ bool Session::EnqueueFrames(std::vector<std::vector<float>> frames, std::vector<
     queued_frames_ += static_cast<int64_t>(frames.size());
     claimed = ClaimScheduleLocked();
   }
-  ScheduleIfClaimed(claimed);
+  ScheduleIfClaimed(claimed, may_step_here);
   return true;
 }
 
@@ -286,8 +287,12 @@ void Session::OnWriteDone(bool ok) {
     writing_ = false;
     if (in_write_.has_outputs()) {
       outbox_frames_ -= in_write_.outputs().count();
-      // A failed write may still have reached the client: keep it for replay too.
-      if (!resume_token_.empty()) RetainLocked(std::move(in_write_));
+      if (!resume_token_.empty()) {
+        // A failed write may still have reached the client: keep it for replay too.
+        RetainLocked(std::move(in_write_));
+      } else if (!spare_outputs_.has_outputs()) {
+        spare_outputs_ = std::move(in_write_);
+      }
     }
     in_write_.Clear();
     if (!ok && resume_token_.empty()) {
@@ -391,15 +396,24 @@ void Session::AppendOutput(uint64_t seq, const std::string* tag, const float* co
       }
     }
     if (merged == nullptr) {
-      outbox_.emplace_back();
-      merged = outbox_.back().mutable_outputs();
-      merged->set_first_seq(seq);
-      for (size_t j = 0; j < frame_shapes.size(); ++j) {
-        v1::Tensor* tensor = merged->add_tensors();
-        tensor->set_dtype(v1::FLOAT32);
-        tensor->add_shape(0);
-        for (int64_t d : frame_shapes[j]) tensor->add_shape(d);
+      if (spare_outputs_.has_outputs()) {
+        // Same model, same tensors: only the frame count, the bytes and the tags change.
+        outbox_.push_back(std::move(spare_outputs_));
+        merged = outbox_.back().mutable_outputs();
+        merged->set_count(0);
+        merged->clear_tags();
+        for (v1::Tensor& tensor : *merged->mutable_tensors()) tensor.mutable_data()->clear();
+      } else {
+        outbox_.emplace_back();
+        merged = outbox_.back().mutable_outputs();
+        for (size_t j = 0; j < frame_shapes.size(); ++j) {
+          v1::Tensor* tensor = merged->add_tensors();
+          tensor->set_dtype(v1::FLOAT32);
+          tensor->add_shape(0);
+          for (int64_t d : frame_shapes[j]) tensor->add_shape(d);
+        }
       }
+      merged->set_first_seq(seq);
       new_response = true;
     }
     merged->set_count(merged->count() + 1);
@@ -437,52 +451,43 @@ bool Session::EndTurn() {
 }
 
 void Session::Pump() {
-  {
-    absl::MutexLock lock(&mu_);
-    if (pumping_) {
-      pump_again_ = true;
-      return;
-    }
-    pumping_ = true;
+  // The lock is held at the top of the loop and released around each stream operation. A Pump
+  // that finds another one running returns at once: that one re-reads the state after every
+  // operation and stops only when nothing is due, under the lock, so it misses no change.
+  mu_.Lock();
+  if (pumping_) {
+    mu_.Unlock();
+    return;
   }
+  pumping_ = true;
   while (true) {
-    enum class Action { kNone, kRead, kWrite, kFinish, kDetach } action = Action::kNone;
-    StreamSink* sink = nullptr;
+    enum class Action { kRead, kWrite, kFinish, kDetach } action;
+    StreamSink* const sink = sink_;
     absl::Status status;
-    {
-      absl::MutexLock lock(&mu_);
-      pump_again_ = false;
-      sink = sink_;
-      if (finished_ || sink == nullptr || sink_finishing_) {
-        pumping_ = false;
-        return;
-      }
-      if (disconnecting_) {
-        // The link dropped: finish this stream once its write is back; the session stays.
-        if (writing_) {
-          pumping_ = false;
-          return;
-        }
-        sink_finishing_ = true;
-        action = Action::kDetach;
-      } else if (!writing_ && !outbox_.empty()) {
-        writing_ = true;
-        in_write_ = std::move(outbox_.front());
-        outbox_.pop_front();
-        action = Action::kWrite;
-      } else if (!reading_ && !read_closed_ && !close_queued_ &&
-                 queued_frames_ < limits_.queue_frames) {
-        reading_ = true;
-        action = Action::kRead;
-      } else if (final_status_.has_value() && !writing_ && outbox_.empty()) {
-        finished_ = true;
-        status = *final_status_;
-        action = Action::kFinish;
-      } else {
-        pumping_ = false;
-        return;
-      }
+    if (finished_ || sink == nullptr || sink_finishing_) {
+      break;
+    } else if (disconnecting_) {
+      // The link dropped: finish this stream once its write is back; the session stays.
+      if (writing_) break;
+      sink_finishing_ = true;
+      action = Action::kDetach;
+    } else if (!writing_ && !outbox_.empty()) {
+      writing_ = true;
+      in_write_ = std::move(outbox_.front());
+      outbox_.pop_front();
+      action = Action::kWrite;
+    } else if (!reading_ && !read_closed_ && !close_queued_ &&
+               queued_frames_ < limits_.queue_frames) {
+      reading_ = true;
+      action = Action::kRead;
+    } else if (final_status_.has_value() && !writing_ && outbox_.empty()) {
+      finished_ = true;
+      status = *final_status_;
+      action = Action::kFinish;
+    } else {
+      break;
     }
+    mu_.Unlock();
     switch (action) {
       case Action::kRead:
         sink->StartRead();
@@ -492,24 +497,18 @@ void Session::Pump() {
         break;
       case Action::kDetach:
         sink->Finish(absl::CancelledError("the link dropped; the session waits for a resume"));
-        {
-          absl::MutexLock lock(&mu_);
-          pumping_ = false;
-        }
-        return;
+        break;
       case Action::kFinish:
         // Give the session's place back before the client can see the stream end.
         ReleaseIfEnded();
         sink->Finish(status);
-        {
-          absl::MutexLock lock(&mu_);
-          pumping_ = false;
-        }
-        return;
-      case Action::kNone:
         break;
     }
+    mu_.Lock();
+    if (action == Action::kDetach || action == Action::kFinish) break;
   }
+  pumping_ = false;
+  mu_.Unlock();
 }
 
 }  // namespace sluice::server

@@ -142,6 +142,25 @@ TEST(DecodeFramesTest, OfflineLayoutWithTimeFirstIsContiguous) {
   EXPECT_EQ(out[2], (std::vector<float>{5, 6}));
 }
 
+TEST(DecodeFramesTest, OfflineLayoutWithBatchOneBeforeTimeIsContiguous) {
+  // Offline [1, T, C] (time axis 1): only a size-1 axis precedes time, so frame t is the t-th run
+  // of C values.
+  streaming::StreamSpec spec;
+  spec.offline_shape = {1, -1, 3};
+  spec.time_axis = 1;
+  spec.batch_axis = 0;
+  spec.frame_shape = {1, 3};
+  spec.frame_size = 3;
+  std::vector<std::vector<float>> out;
+  const absl::Status status = DecodeFrames(
+      MakeFrames(v1::FLOAT32, {1, 2, 3}, FloatBytes({1, 2, 3, 4, 5, 6}), v1::Frames::OFFLINE), spec,
+      &out);
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], (std::vector<float>{1, 2, 3}));
+  EXPECT_EQ(out[1], (std::vector<float>{4, 5, 6}));
+}
+
 TEST(DecodeFramesTest, Int16IsScaledBy1Over32768) {
   const streaming::StreamSpec spec = ConvSpec(4);
   std::vector<std::vector<float>> out;

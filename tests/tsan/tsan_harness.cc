@@ -335,7 +335,8 @@ class Transport {
           accepted.push_back(std::move(item));
         }
         const size_t count = frames.size();
-        if (!session.EnqueueFrames(std::move(frames), std::move(tags))) {
+        // As the reactor does: this transport thread may run a lone session's turn itself.
+        if (!session.EnqueueFrames(std::move(frames), std::move(tags), /*may_step_here=*/true)) {
           // A cancel closed the session first: the reactor reports it in-stream.
           respond_error(absl::UnavailableError("the session is closing"));
           break;
