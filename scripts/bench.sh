@@ -8,14 +8,21 @@
 #   4. transport: sluice-client bench against the bare gRPC echo (sluice-echo-server, frames of
 #      128 floats) and against sluice-server (model cnn_tiny, frames of 128 floats), alternating,
 #      for 1 x 3000, 64 x 300 and 1000 x 30 (sessions x frames), ping-pong; the server's mean
-#      batch from /metrics (sluice_batch_size_sum / _count) over each run.
+#      batch from /metrics (sluice_batch_size_sum / _count) over each run, and each server's CPU
+#      time per frame (user + system, from /proc; steadier than wall-clock on a shared machine).
 # Prints a summary (Markdown tables) at the end; raw outputs go to the results directory.
 # The streaming step against ONNX Runtime and PyTorch is scripts/compare_bench.sh;
 # scripts/plot_bench.py plots either script's results (transport: server vs echo).
 #
-#   scripts/bench.sh [--no-build] [--rounds N] [--reps N] [--out DIR] [--skip gemm,step,transport]
+#   scripts/bench.sh [--no-build] [--bin DIR] [--baseline_bin DIR] [--rounds N] [--reps N]
+#                    [--out DIR] [--skip gemm,step,transport]
 #
 #   --no-build   use the binaries already in build/bin (default: scripts/build.sh first)
+#   --bin DIR    use the binaries in DIR (e.g. another build directory's bin/); implies --no-build
+#   --baseline_bin DIR
+#                transport: also run DIR/sluice-server (e.g. a build of the previous commit) as
+#                target "baseline", alternating with echo and the server, for before/after in one
+#                run (sluice-client and the echo come from the --bin directory)
 #   --rounds N   transport rounds per configuration, echo and server alternating; the summary
 #                takes the median of each statistic over rounds (default 3)
 #   --reps N     repetitions of each Google Benchmark; the summary takes the median (default 3)
@@ -32,6 +39,7 @@ PY=/usr/bin/python3
 [[ -x "$PY" ]] || PY=python3
 
 build=1
+baseline=""
 rounds=3
 reps=3
 out=""
@@ -39,11 +47,13 @@ skip=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-build) build=0 ;;
+    --bin) BIN="$(cd "$2" && pwd)"; build=0; shift ;;
+    --baseline_bin) baseline="$(cd "$2" && pwd)"; shift ;;
     --rounds) rounds="$2"; shift ;;
     --reps) reps="$2"; shift ;;
     --out) out="$2"; shift ;;
     --skip) skip="$2"; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set /p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -83,7 +93,14 @@ if [[ $build -eq 1 ]]; then
     cmake --build build -j"$(nproc)" --target "${targets[@]}"
   fi
 fi
-for b in "${targets[@]}"; do
+needed=()
+skipped gemm || needed+=(sluice-gemm-bench)
+skipped step || needed+=(sluice-step-bench)
+skipped transport || needed+=(sluice-echo-server sluice-server sluice-client)
+if [[ -n "$baseline" && ! -x "$baseline/sluice-server" ]]; then
+  echo "bench.sh: $baseline/sluice-server is missing" >&2; exit 1
+fi
+for b in "${needed[@]}"; do
   [[ -x "$BIN/$b" ]] || { echo "bench.sh: $BIN/$b is missing (build first)" >&2; exit 1; }
 done
 
@@ -118,6 +135,10 @@ wait_port() {
   done
   echo "bench.sh: no '$pattern' in $file:" >&2; cat "$file" >&2; return 1
 }
+# CPU time (user + system) of process $1 so far, in microseconds.
+cpu_us() {
+  awk -v tck="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print ($12 + $13) * 1e6 / tck}' "/proc/$1/stat"
+}
 # sum and count of sluice_batch_size for cnn_tiny, "sum count".
 batch_metrics() {
   curl -sf "http://127.0.0.1:$1/metrics" | awk '
@@ -126,48 +147,69 @@ batch_metrics() {
     END {print s+0, c+0}'
 }
 
+# Starts $1/sluice-server as target $2 on models/; sets <target>_pid, _grpc and _http.
+start_server() {
+  local bin="$1" name="$2" pid grpc http
+  "$bin/sluice-server" --model_repository "$ROOT/models" --host 127.0.0.1 --grpc_port 0 \
+    --http_port 0 >"$out/$name.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  grpc="$(wait_port "$out/$name.log" 'gRPC listening on' "$pid")"
+  http="$(wait_port "$out/$name.log" 'admin HTTP server listening on' "$pid")"
+  for _ in $(seq 300); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/readyz")" == 200 ]] && break
+    sleep 0.1
+  done
+  printf -v "${name}_pid" '%s' "$pid"
+  printf -v "${name}_grpc" '%s' "$grpc"
+  printf -v "${name}_http" '%s' "$http"
+  echo "$name: $bin/sluice-server, gRPC :$grpc, HTTP :$http"
+  grep -m1 'model cnn_tiny ready' "$out/$name.log" || true
+}
+
 if ! skipped transport; then
   section "transport: bare gRPC echo vs sluice-server (loopback, ping-pong, unpinned)"
   mkdir -p "$out/transport"
   "$BIN/sluice-echo-server" --host 127.0.0.1 --port 0 --channels 128 >"$out/echo-server.log" 2>&1 &
   echo_pid=$!; pids+=("$echo_pid")
-  "$BIN/sluice-server" --model_repository "$ROOT/models" --host 127.0.0.1 --grpc_port 0 \
-    --http_port 0 >"$out/server.log" 2>&1 &
-  server_pid=$!; pids+=("$server_pid")
   echo_port="$(wait_port "$out/echo-server.log" 'listening on' "$echo_pid")"
-  grpc_port="$(wait_port "$out/server.log" 'gRPC listening on' "$server_pid")"
-  http_port="$(wait_port "$out/server.log" 'admin HTTP server listening on' "$server_pid")"
-  for _ in $(seq 300); do
-    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/readyz")" == 200 ]] && break
-    sleep 0.1
-  done
-  echo "echo on :$echo_port (frames [1,128] float32); sluice-server gRPC :$grpc_port, HTTP :$http_port"
-  grep -m1 'model cnn_tiny ready' "$out/server.log" || true
+  echo "echo on :$echo_port (frames [1,128] float32)"
+  targets=(echo)
+  server_http=""  # Set by start_server, as are the other <target>_ variables.
+  if [[ -n "$baseline" ]]; then
+    start_server "$baseline" baseline
+    targets+=(baseline)
+  fi
+  start_server "$BIN" server
+  targets+=(server)
 
   # sessions frames warmup (warm-up frames per session are sent first and left out of the stats)
   configs=("1 3000 300" "64 300 30" "1000 30 3")
   for ((round = 1; round <= rounds; round++)); do
     for cfg in "${configs[@]}"; do
       read -r sessions frames warmup <<<"$cfg"
-      for target in echo server; do
-        if [[ $target == echo ]]; then addr="127.0.0.1:$echo_port" model=echo
-        else addr="127.0.0.1:$grpc_port" model=cnn_tiny; fi
+      for target in "${targets[@]}"; do
+        if [[ $target == echo ]]; then addr="127.0.0.1:$echo_port" model=echo pid=$echo_pid http=""
+        else
+          grpc_var="${target}_grpc" http_var="${target}_http" pid_var="${target}_pid"
+          addr="127.0.0.1:${!grpc_var}" model=cnn_tiny pid="${!pid_var}" http="${!http_var}"
+        fi
         tag="${target}-s${sessions}-r${round}"
-        [[ $target == server ]] && read -r sum0 count0 <<<"$(batch_metrics "$http_port")"
+        sum0=0 count0=0 sum1=0 count1=0
+        [[ -n "$http" ]] && read -r sum0 count0 <<<"$(batch_metrics "$http")"
+        cpu0="$(cpu_us "$pid")"
         rc=0
         "$BIN/sluice-client" bench --server "$addr" --model "$model" --sessions "$sessions" \
           --frames "$frames" --warmup "$warmup" --json >"$out/transport/$tag.json" \
           2>"$out/transport/$tag.err" || rc=$?
-        if [[ $target == server ]]; then
-          read -r sum1 count1 <<<"$(batch_metrics "$http_port")"
-          echo "{\"batch_sum\": $((sum1 - sum0)), \"batch_count\": $((count1 - count0))}" \
-            >"$out/transport/$tag.metrics.json"
-        fi
+        cpu1="$(cpu_us "$pid")"
+        [[ -n "$http" ]] && read -r sum1 count1 <<<"$(batch_metrics "$http")"
+        echo "{\"batch_sum\": $((sum1 - sum0)), \"batch_count\": $((count1 - count0)), \"cpu_us_per_frame\": $(awk -v a="$cpu0" -v b="$cpu1" -v n="$((sessions * (frames + warmup)))" 'BEGIN {printf "%.1f", (b - a) / n}')}" \
+          >"$out/transport/$tag.metrics.json"
         printf '%-22s load %s rc=%d %s\n' "$tag" "$(loadavg)" "$rc" "$(cat "$out/transport/$tag.json")"
       done
     done
   done
-  curl -sf "http://127.0.0.1:$http_port/metrics" >"$out/server-metrics.txt" || true
+  curl -sf "http://127.0.0.1:$server_http/metrics" >"$out/server-metrics.txt" || true
   cleanup
 fi
 
@@ -263,10 +305,10 @@ if step:
 
 tdir = os.path.join(out, "transport")
 if os.path.isdir(tdir):
-    def med(target, s, key):
+    def med(target, s, key, suffix=".json"):
         vals = []
         for rnd in range(1, rounds + 1):
-            p = os.path.join(tdir, f"{target}-s{s}-r{rnd}.json")
+            p = os.path.join(tdir, f"{target}-s{s}-r{rnd}{suffix}")
             try:
                 vals.append(json.load(open(p))[key])
             except Exception:
@@ -278,25 +320,29 @@ if os.path.isdir(tdir):
             try: t += json.load(open(os.path.join(tdir, f"{target}-s{s}{'-r' + str(rnd)}{suffix}")))[key]
             except Exception: pass
         return t
+    targets = ["echo"] + [t for t in ("baseline", "server")
+                          if os.path.exists(os.path.join(tdir, f"{t}-s1-r1.json"))]
     print(f"\nTransport, loopback ping-pong, frames of 128 float32 (median of {rounds} round(s)):\n")
-    print("| sessions | | p50 µs | p90 µs | p99 µs | p99.9 µs | frames/s | errors | mean batch |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| sessions | | p50 µs | p90 µs | p99 µs | p99.9 µs | frames/s | errors | mean batch | server CPU µs/frame |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
     for s in (1, 64, 1000):
-        for target in ("echo", "server"):
+        for target in targets:
             mb = ""
-            if target == "server":
+            if target != "echo":
                 bs, bc = total(target, s, "batch_sum", ".metrics.json"), total(target, s, "batch_count", ".metrics.json")
                 mb = f"{bs / bc:.1f}" if bc else "—"
             print(f"| {s} | {target} | {med(target, s, 'p50_us'):.0f} | {med(target, s, 'p90_us'):.0f} | "
                   f"{med(target, s, 'p99_us'):.0f} | {med(target, s, 'p999_us'):.0f} | "
-                  f"{med(target, s, 'frames_per_s'):.0f} | {total(target, s, 'errors')} | {mb} |")
-        ratios.append((s, med("server", s, "p50_us") / med("echo", s, "p50_us"),
-                       med("server", s, "p99_us") / med("echo", s, "p99_us"),
-                       med("server", s, "frames_per_s") / med("echo", s, "frames_per_s")))
-    print("\n| sessions | server/echo p50 | server/echo p99 | server/echo frames/s |\n|---|---|---|---|")
-    for s, a, b, c in ratios:
-        print(f"| {s} | {a:.2f} | {b:.2f} | {c:.2f} |")
+                  f"{med(target, s, 'frames_per_s'):.0f} | {total(target, s, 'errors')} | {mb} | "
+                  f"{med(target, s, 'cpu_us_per_frame', '.metrics.json'):.1f} |")
+        for target in targets[1:]:
+            ratios.append((s, target, med(target, s, "p50_us") / med("echo", s, "p50_us"),
+                           med(target, s, "p99_us") / med("echo", s, "p99_us"),
+                           med(target, s, "frames_per_s") / med("echo", s, "frames_per_s")))
+    print("\n| sessions | | /echo p50 | /echo p99 | /echo frames/s |\n|---|---|---|---|---|")
+    for s, target, a, b, c in ratios:
+        print(f"| {s} | {target} | {a:.2f} | {b:.2f} | {c:.2f} |")
     print("\n(targets: 1 session p50 <= 1.2, p99 <= 1.5; 64 sessions frames/s >= 0.8; "
           "1000 sessions: no errors, mean batch > 1)")
 PYEOF
