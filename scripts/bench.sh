@@ -124,27 +124,9 @@ if ! skipped step; then
 fi
 
 # --- 4. transport: echo vs server ------------------------------------------------------------
-# Waits until `file` has a line matching `pattern` and prints the port after the last ':'.
-wait_port() {
-  local file="$1" pattern="$2" pid="$3" line
-  for _ in $(seq 300); do
-    line="$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)"
-    if [[ -n "$line" ]]; then sed -E 's/.*:([0-9]+).*/\1/' <<<"$line"; return 0; fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "bench.sh: no '$pattern' in $file:" >&2; cat "$file" >&2; return 1
-}
 # CPU time (user + system) of process $1 so far, in microseconds.
 cpu_us() {
   awk -v tck="$(getconf CLK_TCK)" '{sub(/.*\) /, ""); print ($12 + $13) * 1e6 / tck}' "/proc/$1/stat"
-}
-# sum and count of sluice_batch_size for cnn_tiny, "sum count".
-batch_metrics() {
-  curl -sf "http://127.0.0.1:$1/metrics" | awk '
-    /^sluice_batch_size_sum\{model="cnn_tiny"\}/ {s=$2}
-    /^sluice_batch_size_count\{model="cnn_tiny"\}/ {c=$2}
-    END {print s+0, c+0}'
 }
 
 # Starts $1/sluice-server as target $2 on models/; sets <target>_pid, _grpc and _http.
@@ -195,14 +177,14 @@ if ! skipped transport; then
         fi
         tag="${target}-s${sessions}-r${round}"
         sum0=0 count0=0 sum1=0 count1=0
-        [[ -n "$http" ]] && read -r sum0 count0 <<<"$(batch_metrics "$http")"
+        [[ -n "$http" ]] && read -r sum0 count0 <<<"$(batch_metrics "$http" cnn_tiny)"
         cpu0="$(cpu_us "$pid")"
         rc=0
         "$BIN/sluice-client" bench --server "$addr" --model "$model" --sessions "$sessions" \
           --frames "$frames" --warmup "$warmup" --json >"$out/transport/$tag.json" \
           2>"$out/transport/$tag.err" || rc=$?
         cpu1="$(cpu_us "$pid")"
-        [[ -n "$http" ]] && read -r sum1 count1 <<<"$(batch_metrics "$http")"
+        [[ -n "$http" ]] && read -r sum1 count1 <<<"$(batch_metrics "$http" cnn_tiny)"
         echo "{\"batch_sum\": $((sum1 - sum0)), \"batch_count\": $((count1 - count0)), \"cpu_us_per_frame\": $(awk -v a="$cpu0" -v b="$cpu1" -v n="$((sessions * (frames + warmup)))" 'BEGIN {printf "%.1f", (b - a) / n}')}" \
           >"$out/transport/$tag.metrics.json"
         printf '%-22s load %s rc=%d %s\n' "$tag" "$(loadavg)" "$rc" "$(cat "$out/transport/$tag.json")"

@@ -24,3 +24,24 @@ machine_info() {
   echo "compiler:     $(c++ --version | head -1)"
   echo "load average: $(loadavg) (1/5/15 min, $(nproc) cores)"
 }
+
+# Waits (up to 60 s) until `file` has a line matching `pattern` and prints the port after its
+# last ':'; fails early when process `pid` has exited.
+wait_port() {
+  local file="$1" pattern="$2" pid="$3" line
+  for _ in $(seq 600); do
+    line="$(grep -m1 -E "$pattern" "$file" 2>/dev/null || true)"
+    if [[ -n "$line" ]]; then sed -E 's/.*:([0-9]+).*/\1/' <<<"$line"; return 0; fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "$(basename "$0"): no '$pattern' in $file:" >&2; cat "$file" >&2; return 1
+}
+
+# "sum count" of sluice_batch_size for model $2 from the admin HTTP port $1.
+batch_metrics() {
+  curl -sf "http://127.0.0.1:$1/metrics" | awk -v m="$2" '
+    $1 == "sluice_batch_size_sum{model=\"" m "\"}" {s=$2}
+    $1 == "sluice_batch_size_count{model=\"" m "\"}" {c=$2}
+    END {print s+0, c+0}'
+}
