@@ -63,16 +63,8 @@ skipped() { [[ ",$skip," == *",$1,"* ]]; }
 mkdir -p "$out"
 
 # --- processes we start, stopped on exit ---------------------------------------------------
-pids=()
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
+  stop_started
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

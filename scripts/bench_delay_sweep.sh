@@ -55,16 +55,8 @@ runs="$ROOT/build/bench-results/delay-sweep-$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$runs" "$(dirname "$out")"
 repo="$(mktemp -d)"
 
-pids=()
 cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
+  stop_started
   rm -rf "$repo"
 }
 trap cleanup EXIT

@@ -45,3 +45,17 @@ batch_metrics() {
     $1 == "sluice_batch_size_count{model=\"" m "\"}" {c=$2}
     END {print s+0, c+0}'
 }
+
+# The processes a script started (append their pids): stop_started sends each SIGTERM, waits up
+# to 5 s, then SIGKILL.
+pids=()
+stop_started() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  pids=()
+}
