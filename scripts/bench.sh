@@ -7,7 +7,8 @@
 #   3. one CpuBackend Step of models/cnn_tiny at batch 1, 64, 256 (sluice-step-bench, pinned);
 #   4. transport: sluice-client bench against the bare gRPC echo (sluice-echo-server, frames of
 #      128 floats) and against sluice-server (model cnn_tiny, frames of 128 floats), alternating,
-#      for 1 x 3000, 64 x 300 and 1000 x 30 (sessions x frames), ping-pong; the server's mean
+#      for 1 x 3000, 64 x 300, 1000 x 30 and 10000 x 10 (sessions x frames; --configs), ping-pong;
+#      the server's mean
 #      batch from /metrics (sluice_batch_size_sum / _count) over each run, and each server's CPU
 #      time per frame (user + system, from /proc; steadier than wall-clock on a shared machine).
 # Prints a summary (Markdown tables) at the end; raw outputs go to the results directory.
@@ -15,7 +16,7 @@
 # scripts/plot_bench.py plots either script's results (transport: server vs echo).
 #
 #   scripts/bench.sh [--no-build] [--bin DIR] [--baseline_bin DIR] [--rounds N] [--reps N]
-#                    [--out DIR] [--skip gemm,step,transport]
+#                    [--out DIR] [--skip gemm,step,transport] [--configs S:F:W,...]
 #
 #   --no-build   use the binaries already in build/bin (default: scripts/build.sh first)
 #   --bin DIR    use the binaries in DIR (e.g. another build directory's bin/); implies --no-build
@@ -28,6 +29,11 @@
 #   --reps N     repetitions of each Google Benchmark; the summary takes the median (default 3)
 #   --out DIR    results directory (default build/bench-results/<UTC time>)
 #   --skip LIST  comma-separated parts to leave out: gemm, step, transport
+#   --configs LIST
+#                transport: comma-separated sessions:frames:warmup (frames per session measured,
+#                warm-up frames sent first and left out); default
+#                1:3000:300,64:300:30,1000:30:3,10000:10:1 (10000 is the server's default
+#                --max_sessions)
 #
 # Every process it starts is stopped on exit (also on Ctrl-C). The machine is shared: look at
 # the load average it prints, and rerun when it is high.
@@ -44,6 +50,7 @@ rounds=3
 reps=3
 out=""
 skip=""
+configs_list="1:3000:300,64:300:30,1000:30:3,10000:10:1"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --no-build) build=0 ;;
@@ -53,6 +60,7 @@ while [[ $# -gt 0 ]]; do
     --reps) reps="$2"; shift ;;
     --out) out="$2"; shift ;;
     --skip) skip="$2"; shift ;;
+    --configs) configs_list="$2"; shift ;;
     -h|--help) sed -n '2,/^set /p' "$0" | sed '$d'; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -156,11 +164,10 @@ if ! skipped transport; then
   start_server "$BIN" server
   targets+=(server)
 
-  # sessions frames warmup (warm-up frames per session are sent first and left out of the stats)
-  configs=("1 3000 300" "64 300 30" "1000 30 3")
+  IFS=, read -r -a configs <<<"$configs_list"
   for ((round = 1; round <= rounds; round++)); do
     for cfg in "${configs[@]}"; do
-      read -r sessions frames warmup <<<"$cfg"
+      IFS=: read -r sessions frames warmup <<<"$cfg"
       for target in "${targets[@]}"; do
         if [[ $target == echo ]]; then addr="127.0.0.1:$echo_port" model=echo pid=$echo_pid http=""
         else
@@ -295,12 +302,14 @@ if os.path.isdir(tdir):
             except Exception: pass
         return t
     targets = ["echo"] + [t for t in ("baseline", "server")
-                          if os.path.exists(os.path.join(tdir, f"{t}-s1-r1.json"))]
+                          if any(f.startswith(t + "-s") for f in os.listdir(tdir))]
     print(f"\nTransport, loopback ping-pong, frames of 128 float32 (median of {rounds} round(s)):\n")
     print("| sessions | | p50 µs | p90 µs | p99 µs | p99.9 µs | frames/s | errors | mean batch | server CPU µs/frame |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     ratios = []
-    for s in (1, 64, 1000):
+    sessions = sorted({int(m.group(1)) for f in os.listdir(tdir)
+                       for m in [re.match(r"echo-s(\d+)-r1\.json$", f)] if m})
+    for s in sessions:
         for target in targets:
             mb = ""
             if target != "echo":
@@ -318,6 +327,6 @@ if os.path.isdir(tdir):
     for s, target, a, b, c in ratios:
         print(f"| {s} | {target} | {a:.2f} | {b:.2f} | {c:.2f} |")
     print("\n(targets: 1 session p50 <= 1.2, p99 <= 1.5; 64 sessions frames/s >= 0.8; "
-          "1000 sessions: no errors, mean batch > 1)")
+          "1000 and 10000 sessions: no errors, mean batch > 1)")
 PYEOF
 echo "load average at the end: $(loadavg)"
