@@ -12,16 +12,16 @@
 // when a second Open dropped queued frames), with their tags and the shapes the spec gives;
 // every rejected request got its Error with the right seq; ResetDone next_seq values match;
 // and every output equals, bit for bit, what a separate CPU backend computes for that session
-// alone (batch invariance and session isolation through the scheduler).
+// alone (batch invariance and session isolation through the scheduler). The replay oracle is
+// tests/common/stream_oracle.h, shared with the TSan harness.
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -34,6 +34,7 @@
 #include "server/scheduler/scheduler.h"
 #include "server/session/session.h"
 #include "sluice/v1/streaming.pb.h"
+#include "tests/common/stream_oracle.h"
 #include "tests/fuzz/fuzz_support.h"
 #include "tests/fuzz/tiny_model.h"
 
@@ -128,13 +129,6 @@ class FakeSink : public server::StreamSink {
 
 // One stream, as the reactor sees it, and what the oracles expect of it.
 struct Stream {
-  struct Accepted {  // A frame the session queued, or a Reset (frame empty).
-    bool reset = false;
-    uint64_t seq = 0;
-    std::vector<float> frame;
-    std::optional<std::string> tag;
-  };
-
   explicit Stream(std::mutex* mu, std::condition_variable* changed) : sink(mu, changed) {}
 
   FakeSink sink;
@@ -144,8 +138,8 @@ struct Stream {
   bool dropped = false;       // The session was closed with drop_pending.
   absl::StatusCode expected_code = absl::StatusCode::kOk;
   uint64_t next_seq = 0;
-  std::vector<Accepted> accepted;
-  std::vector<std::pair<int, uint64_t>> errors;  // (code, seq) of in-stream Errors.
+  std::vector<stream_testing::Accepted> accepted;
+  std::vector<stream_testing::StreamError> errors;  // The in-stream Errors sent.
 };
 
 // StreamReactor::HandleOpen without the registry and metrics.
@@ -196,7 +190,7 @@ void HandleRequest(Stream& stream, const v1::StreamRequest& request) {
       for (size_t i = 0; i < frames.size(); ++i) {
         FUZZ_CHECK(static_cast<int64_t>(frames[i].size()) == GetShared().program->input.frame_size,
                    "decoded frame of ", frames[i].size(), " floats");
-        Stream::Accepted accepted;
+        stream_testing::Accepted accepted;
         accepted.seq = stream.next_seq + i;
         accepted.frame = frames[i];
         if (i < tags.size()) accepted.tag = tags[i];
@@ -211,7 +205,7 @@ void HandleRequest(Stream& stream, const v1::StreamRequest& request) {
       return;
     }
     case v1::StreamRequest::kReset: {
-      Stream::Accepted reset;
+      stream_testing::Accepted reset;
       reset.reset = true;
       reset.seq = stream.next_seq;
       stream.accepted.push_back(std::move(reset));
@@ -233,12 +227,8 @@ void HandleRequest(Stream& stream, const v1::StreamRequest& request) {
   }
 }
 
-bool SameBits(const float* a, const float* b, size_t n) {
-  return std::memcmp(a, b, n * sizeof(float)) == 0;
-}
-
 // Checks a finished stream against what the reactor accepted.
-void Verify(Stream& stream) {
+void Verify(const Stream& stream) {
   const FakeSink& sink = stream.sink;
   FUZZ_CHECK(sink.status().code() == stream.expected_code, "stream ended with ",
              sink.status().ToString(), ", expected code ",
@@ -247,105 +237,11 @@ void Verify(Stream& stream) {
     FUZZ_CHECK(sink.responses().empty(), "responses before Open");
     return;
   }
-  const Shared& shared = GetShared();
-  const streaming::StreamSpec& out_spec = shared.program->outputs[0];
-  const int64_t out_size = out_spec.frame_size;
-
-  // Expected outputs: the reference backend, one session, frame by frame.
-  struct Expected {
-    uint64_t seq;
-    std::vector<float> values;
-    std::optional<std::string> tag;
-  };
-  std::vector<Expected> expected;
-  std::vector<uint64_t> expected_resets;
-  cpu::CpuBackend& reference = *shared.reference;
-  auto slot = reference.AllocateSlot();
-  FUZZ_CHECK(slot.ok(), slot.status().ToString());
-  std::vector<float> out(out_size);
-  float* outs[1] = {out.data()};
-  for (const Stream::Accepted& item : stream.accepted) {
-    if (item.reset) {
-      FUZZ_CHECK(reference.ResetSlot(*slot).ok(), "reference ResetSlot");
-      expected_resets.push_back(item.seq);
-      continue;
-    }
-    const StepItem batch[1] = {{*slot, item.frame.data()}};
-    uint8_t ready[1];
-    FUZZ_CHECK(reference.Step(batch, outs, ready).ok(), "reference Step");
-    if (ready[0]) expected.push_back({item.seq, out, item.tag});
-  }
-  FUZZ_CHECK(reference.FreeSlot(*slot).ok(), "reference FreeSlot");
-
-  // What the stream got.
-  // Opened comes first: nothing overtakes it, not even an Error for a bad request sent right
-  // after Open, while Opened waits for the scheduler to allocate the slot.
-  const std::vector<v1::StreamResponse>& responses = sink.responses();
-  size_t next_output = 0;
-  size_t next_reset = 0;
-  bool opened = false;
-  std::vector<std::pair<int, uint64_t>> errors;
-  for (size_t r = 0; r < responses.size(); ++r) {
-    const v1::StreamResponse& response = responses[r];
-    FUZZ_CHECK(opened || response.has_opened(), "response ", r, " (",
-               response.ShortDebugString().substr(0, 200), ") before Opened");
-    switch (response.kind_case()) {
-      case v1::StreamResponse::kOpened:
-        FUZZ_CHECK(!opened, "a second Opened");
-        opened = true;
-        break;
-      case v1::StreamResponse::kOutputs: {
-        const v1::Outputs& outputs = response.outputs();
-        FUZZ_CHECK(outputs.count() > 0 && outputs.tensors_size() == 1, "Outputs count ",
-                   outputs.count(), " with ", outputs.tensors_size(), " tensors");
-        const v1::Tensor& tensor = outputs.tensors(0);
-        FUZZ_CHECK(tensor.dtype() == v1::FLOAT32, "output dtype");
-        FUZZ_CHECK(tensor.shape_size() == 1 + static_cast<int>(out_spec.frame_shape.size()) &&
-                       tensor.shape(0) == outputs.count(),
-                   "output shape");
-        for (size_t d = 0; d < out_spec.frame_shape.size(); ++d) {
-          FUZZ_CHECK(tensor.shape(1 + d) == out_spec.frame_shape[d], "output frame shape");
-        }
-        FUZZ_CHECK(tensor.data().size() == outputs.count() * out_size * sizeof(float),
-                   "output bytes ", tensor.data().size());
-        FUZZ_CHECK(
-            outputs.tags_size() == 0 || outputs.tags_size() == static_cast<int>(outputs.count()),
-            outputs.tags_size(), " tags for ", outputs.count(), " outputs");
-        for (uint32_t i = 0; i < outputs.count(); ++i) {
-          FUZZ_CHECK(next_output < expected.size(), "output for seq ", outputs.first_seq() + i,
-                     " beyond the ", expected.size(), " expected");
-          const Expected& want = expected[next_output++];
-          FUZZ_CHECK(outputs.first_seq() + i == want.seq, "output seq ", outputs.first_seq() + i,
-                     ", expected ", want.seq);
-          const auto* got = reinterpret_cast<const float*>(tensor.data().data()) + i * out_size;
-          FUZZ_CHECK(SameBits(got, want.values.data(), out_size), "output of seq ", want.seq,
-                     " differs from the session computed alone");
-          FUZZ_CHECK(want.tag.has_value() == (outputs.tags_size() > 0), "tag presence of seq ",
-                     want.seq);
-          if (want.tag) FUZZ_CHECK(outputs.tags(i) == *want.tag, "tag of seq ", want.seq);
-        }
-        break;
-      }
-      case v1::StreamResponse::kResetDone:
-        FUZZ_CHECK(next_reset < expected_resets.size() &&
-                       response.reset_done().next_seq() == expected_resets[next_reset],
-                   "unexpected ResetDone ", response.reset_done().next_seq());
-        ++next_reset;
-        break;
-      case v1::StreamResponse::kError:
-        errors.emplace_back(response.error().status().code(), response.error().seq());
-        break;
-      default:
-        FUZZ_CHECK(false, "unexpected response ", response.ShortDebugString());
-    }
-  }
-  FUZZ_CHECK(opened, "no Opened");
-  if (!stream.dropped) {
-    FUZZ_CHECK(next_output == expected.size(), next_output, " outputs, expected ", expected.size());
-    FUZZ_CHECK(next_reset == expected_resets.size(), next_reset, " ResetDone, expected ",
-               expected_resets.size());
-  }
-  FUZZ_CHECK(errors == stream.errors, errors.size(), " errors, expected ", stream.errors.size());
+  // A second Open closes with drop_pending after the last request read: outputs may be cut.
+  const absl::Status checked = stream_testing::CheckStream(
+      *GetShared().reference, stream.accepted, stream.errors, sink.responses(),
+      stream.dropped ? stream_testing::StreamEnd::kDropped : stream_testing::StreamEnd::kComplete);
+  FUZZ_CHECK(checked.ok(), checked.ToString());
 }
 
 std::vector<std::pair<int, v1::StreamRequest>> ParseRecords(const uint8_t* data, size_t size) {

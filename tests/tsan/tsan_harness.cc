@@ -14,7 +14,8 @@
 // short ended OK with exactly the outputs the session gets alone on a CPU backend (bitwise, in
 // seq order, tags included), every ResetDone and in-stream Error; cut-short streams ended OK or
 // CANCELLED/DEADLINE_EXCEEDED with a prefix of those outputs (a stream whose requests end
-// without Close ends INVALID_ARGUMENT after all its outputs). Exit 0 when all hold.
+// without Close ends INVALID_ARGUMENT after all its outputs). Exit 0 when all hold. The replay
+// oracle is tests/common/stream_oracle.h, shared with the session fuzzer.
 //
 // Built in every build (ctest runs `tsan_harness --sessions=60` as a unit test); its purpose is
 // `scripts/sanitize.sh thread`, where it runs under TSan with tests/tsan/absl_tsan_annotations.cc
@@ -28,12 +29,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -52,6 +51,7 @@
 #include "server/scheduler/scheduler.h"
 #include "server/session/session.h"
 #include "sluice/v1/streaming.pb.h"
+#include "tests/common/stream_oracle.h"
 #include "tests/fuzz/tiny_model.h"
 
 #if defined(__has_feature)
@@ -170,14 +170,8 @@ struct Conn : public server::StreamSink {
   // concurrent); ordered from one read to the next by the transport queue.
   size_t next_request = 0;
   uint64_t next_seq = 0;
-  struct Accepted {
-    bool reset = false;
-    uint64_t seq = 0;
-    std::vector<float> frame;
-    std::optional<std::string> tag;
-  };
-  std::vector<Accepted> accepted;
-  std::vector<std::pair<int, uint64_t>> errors;
+  std::vector<stream_testing::Accepted> accepted;
+  std::vector<stream_testing::StreamError> errors;
   bool close_sent = false;
 
   // Written by the sink methods (any thread) and the write completions.
@@ -326,9 +320,9 @@ class Transport {
         HARNESS_CHECK(request.kind == Request::Kind::kFrames, "bad frames accepted");
         std::vector<std::string> tags(request.proto.frames().tags().begin(),
                                       request.proto.frames().tags().end());
-        std::vector<Conn::Accepted> accepted;
+        std::vector<stream_testing::Accepted> accepted;
         for (size_t i = 0; i < frames.size(); ++i) {
-          Conn::Accepted item;
+          stream_testing::Accepted item;
           item.seq = conn.next_seq + i;
           item.frame = frames[i];
           if (i < tags.size()) item.tag = tags[i];
@@ -346,7 +340,7 @@ class Transport {
         break;
       }
       case v1::StreamRequest::kReset: {
-        Conn::Accepted reset;
+        stream_testing::Accepted reset;
         reset.reset = true;
         reset.seq = conn.next_seq;
         conn.accepted.push_back(std::move(reset));
@@ -403,12 +397,8 @@ void Conn::Finish(const absl::Status& final_status) {
 }
 
 // ---------------------------------------------------------------------------------------------
-bool SameBits(const float* a, const float* b, size_t n) {
-  return std::memcmp(a, b, n * sizeof(float)) == 0;
-}
-
 // Checks one finished stream; returns whether it was cut short.
-bool Verify(Conn& conn, const streaming::Program& program, cpu::CpuBackend& reference) {
+bool Verify(const Conn& conn, Backend& reference) {
   HARNESS_CHECK(conn.finishes == 1 && conn.done, "stream ", conn.id, ": ", conn.finishes,
                 " Finish calls, done ", conn.done);
   const bool cut_short = conn.write_failed || conn.cancel_planned;
@@ -423,88 +413,10 @@ bool Verify(Conn& conn, const streaming::Program& program, cpu::CpuBackend& refe
   } else {
     HARNESS_CHECK(code == normal, "stream ", conn.id, " ended with ", conn.status.ToString());
   }
-  // Expected outputs: the session alone on a CPU backend.
-  struct Expected {
-    uint64_t seq;
-    std::vector<float> values;
-    std::optional<std::string> tag;
-  };
-  std::vector<Expected> expected;
-  std::vector<uint64_t> resets;
-  const int64_t out_size = program.outputs[0].frame_size;
-  auto slot = reference.AllocateSlot();
-  HARNESS_CHECK(slot.ok(), slot.status().ToString());
-  std::vector<float> out(out_size);
-  float* outs[1] = {out.data()};
-  for (const Conn::Accepted& item : conn.accepted) {
-    if (item.reset) {
-      HARNESS_CHECK(reference.ResetSlot(*slot).ok(), "reference ResetSlot");
-      resets.push_back(item.seq);
-      continue;
-    }
-    const StepItem batch[1] = {{*slot, item.frame.data()}};
-    uint8_t ready[1];
-    HARNESS_CHECK(reference.Step(batch, outs, ready).ok(), "reference Step");
-    if (ready[0]) expected.push_back({item.seq, out, item.tag});
-  }
-  HARNESS_CHECK(reference.FreeSlot(*slot).ok(), "reference FreeSlot");
-
-  size_t next_output = 0, next_reset = 0;
-  bool opened = false;
-  std::vector<std::pair<int, uint64_t>> errors;
-  for (const v1::StreamResponse& response : conn.responses) {
-    // Nothing overtakes Opened (in-stream Errors are held until it is queued).
-    HARNESS_CHECK(opened || response.has_opened() || cut_short, "stream ", conn.id, ": ",
-                  response.ShortDebugString().substr(0, 120), " before Opened");
-    switch (response.kind_case()) {
-      case v1::StreamResponse::kOpened:
-        HARNESS_CHECK(!opened, "stream ", conn.id, ": two Opened");
-        opened = true;
-        break;
-      case v1::StreamResponse::kOutputs: {
-        HARNESS_CHECK(opened, "stream ", conn.id, ": Outputs before Opened");
-        const v1::Outputs& outputs = response.outputs();
-        const std::string& data = outputs.tensors(0).data();
-        HARNESS_CHECK(data.size() == outputs.count() * out_size * sizeof(float), "stream ", conn.id,
-                      ": output bytes");
-        for (uint32_t i = 0; i < outputs.count(); ++i) {
-          HARNESS_CHECK(next_output < expected.size(), "stream ", conn.id, ": extra output seq ",
-                        outputs.first_seq() + i);
-          const Expected& want = expected[next_output++];
-          HARNESS_CHECK(outputs.first_seq() + i == want.seq, "stream ", conn.id, ": output seq ",
-                        outputs.first_seq() + i, ", expected ", want.seq);
-          HARNESS_CHECK(SameBits(reinterpret_cast<const float*>(data.data()) + i * out_size,
-                                 want.values.data(), out_size),
-                        "stream ", conn.id, ": output of seq ", want.seq,
-                        " differs from the session computed alone");
-          HARNESS_CHECK(want.tag.has_value() == (outputs.tags_size() > 0) &&
-                            (!want.tag || outputs.tags(i) == *want.tag),
-                        "stream ", conn.id, ": tag of seq ", want.seq);
-        }
-        break;
-      }
-      case v1::StreamResponse::kResetDone:
-        HARNESS_CHECK(opened && next_reset < resets.size() &&
-                          response.reset_done().next_seq() == resets[next_reset],
-                      "stream ", conn.id, ": unexpected ResetDone");
-        ++next_reset;
-        break;
-      case v1::StreamResponse::kError:
-        errors.emplace_back(response.error().status().code(), response.error().seq());
-        break;
-      default:
-        HARNESS_CHECK(false, "stream ", conn.id, ": empty response");
-    }
-  }
-  if (!cut_short) {
-    HARNESS_CHECK(opened, "stream ", conn.id, ": no Opened");
-    HARNESS_CHECK(next_output == expected.size(), "stream ", conn.id, ": ", next_output,
-                  " outputs, expected ", expected.size());
-    HARNESS_CHECK(next_reset == resets.size(), "stream ", conn.id, ": ", next_reset,
-                  " ResetDone, expected ", resets.size());
-    HARNESS_CHECK(errors == conn.errors, "stream ", conn.id, ": ", errors.size(),
-                  " errors, expected ", conn.errors.size());
-  }
+  const absl::Status checked = stream_testing::CheckStream(
+      reference, conn.accepted, conn.errors, conn.responses,
+      cut_short ? stream_testing::StreamEnd::kCutShort : stream_testing::StreamEnd::kComplete);
+  HARNESS_CHECK(checked.ok(), "stream ", conn.id, ": ", checked.ToString());
   return cut_short;
 }
 
@@ -654,7 +566,7 @@ int RunHarness(const Options& options) {
   auto reference = cpu::CpuBackend::Create(program, reference_options);
   HARNESS_CHECK(reference.ok(), reference.status().ToString());
   int cut_short = 0;
-  for (auto& conn : conns) cut_short += Verify(*conn, *program, **reference) ? 1 : 0;
+  for (auto& conn : conns) cut_short += Verify(*conn, **reference) ? 1 : 0;
   HARNESS_CHECK(schedulers[1]->degraded_reason() != "" || schedulers[1]->steps() < 40,
                 "instance 1 never fell back after its device fault");
   const double seconds =
