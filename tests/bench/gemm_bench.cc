@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/common/bf16.h"
 #include "runtime/cpu/gemm.h"
 #include "runtime/cpu/gemm_internal.h"
 
@@ -242,9 +243,15 @@ class EigenRunner final : public Runner {
 
 using RunnerFactory = std::function<std::unique_ptr<Runner>(Problem&)>;
 
-// The reference: Gemm's dispatched kernel.
-AlignedFloats Reference(int m, int layers, bool relu) {
+// The reference: Gemm's dispatched kernel with fp32 weights, rounded to bf16 first for a library
+// that runs bf16 weights (whose product then equals it up to summation order).
+AlignedFloats Reference(int m, int layers, bool relu, Precision precision) {
   Problem p(m, layers, relu);
+  if (precision == Precision::kBf16) {
+    for (AlignedFloats& w : p.weights) {
+      for (float& x : w) x = RoundToBf16(x);
+    }
+  }
   SluiceRunner(p, nullptr, "").Run();
   return p.out;
 }
@@ -267,14 +274,15 @@ int RowsDifferFromAlone(const RunnerFactory& factory, const Problem& p,
   return differ;
 }
 
-void BM_Gemm(benchmark::State& state, const RunnerFactory& factory, int layers, bool relu) {
+void BM_Gemm(benchmark::State& state, const RunnerFactory& factory, Precision precision, int layers,
+             bool relu) {
   const int m = static_cast<int>(state.range(0));
   Problem p(m, layers, relu);
   const std::vector<AlignedFloats> inputs = p.in;
   std::unique_ptr<Runner> runner = factory(p);
   // Same result as our kernel (up to rounding: the libraries sum in other orders).
   runner->Run();
-  const AlignedFloats ref = Reference(m, layers, relu);
+  const AlignedFloats ref = Reference(m, layers, relu, precision);
   double max_ref = 0.0;
   double max_err = 0.0;
   for (size_t i = 0; i < ref.size(); ++i) {
@@ -381,6 +389,7 @@ void RegisterAll() {
     std::string name;
     RunnerFactory factory;
     std::vector<int> sizes;
+    Precision precision = Precision::kFp32;  // Of the weights the library runs.
   };
   const std::vector<int> all_sizes = {1, 8, 64, 256};
   std::vector<Lib> libs;
@@ -396,7 +405,7 @@ void RegisterAll() {
                     return std::make_unique<SluiceRunner>(p, nullptr, "sluice bf16 weights",
                                                           Precision::kBf16);
                   },
-                  all_sizes});
+                  all_sizes, Precision::kBf16});
   auto add_kernel = [&](const std::string& isa, internal::GemmKernel fn, std::vector<int> sizes) {
     if (isa == dispatched) return;  // Already measured as `sluice`.
     libs.push_back({"sluice-" + isa,
@@ -420,7 +429,7 @@ void RegisterAll() {
        {std::tuple{"BM_Layer/", 1, false}, std::tuple{"BM_Chain/", kChainLayers, true}}) {
     for (const Lib& lib : libs) {
       auto* b = benchmark::RegisterBenchmark((bench + lib.name).c_str(), BM_Gemm, lib.factory,
-                                             layers, relu);
+                                             lib.precision, layers, relu);
       for (int m : lib.sizes) b->Arg(m);
       b->UseRealTime()->Unit(benchmark::kMicrosecond);
     }
