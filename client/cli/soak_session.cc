@@ -566,7 +566,12 @@ void SoakSession::Restart() {
 }
 
 void SoakSession::ServerDrained() {
-  const DrainedStream drained = CheckDrainedStream(verifier_, sent_, refused_seq_);
+  const std::optional<uint64_t> served_through = stream_->served_through();
+  DrainedStream drained = CheckDrainedStream(verifier_, sent_, refused_seq_, served_through);
+  // A drain drops nothing the session accepted, so the server always names where it stopped.
+  if (drained.violation.empty() && !served_through.has_value()) {
+    drained.violation = "the drained stream ended without the sluice-next-seq trailer";
+  }
   tally_->Add(&SoakCounts::sessions_drained);
   tally_->Add(&SoakCounts::frames_answered, drained.frames_answered);
   tally_->Add(&SoakCounts::frames_unanswered, drained.frames_unanswered);

@@ -70,11 +70,18 @@ int64_t OutputVerifier::PendingBefore(uint64_t seq) const {
 }
 
 DrainedStream CheckDrainedStream(const OutputVerifier& verifier, int64_t frames_sent,
-                                 std::optional<uint64_t> refused_seq) {
+                                 std::optional<uint64_t> refused_seq,
+                                 std::optional<uint64_t> served_through) {
   DrainedStream stream;
   const std::optional<uint64_t> last = verifier.last_received();
   const int64_t through_last = last.has_value() ? static_cast<int64_t>(*last) + 1 : 0;
-  if (!refused_seq.has_value()) {
+  if (refused_seq.has_value()) {
+    stream.frames_refused = std::max<int64_t>(0, frames_sent - static_cast<int64_t>(*refused_seq));
+  }
+  // Where the server said the served frames end: the trailer, else the refusal.
+  const std::optional<uint64_t> end = served_through.has_value() ? served_through : refused_seq;
+  const char* const end_source = served_through.has_value() ? "its trailer" : "its refusal";
+  if (!end.has_value()) {
     stream.frames_answered = through_last;
     stream.outputs_lost = verifier.PendingBefore(static_cast<uint64_t>(through_last));
     if (stream.outputs_lost > 0) {
@@ -83,22 +90,25 @@ DrainedStream CheckDrainedStream(const OutputVerifier& verifier, int64_t frames_
                        ", the last one received, from seq ", verifier.OldestPending(0), " on");
     }
   } else {
-    const auto refused = static_cast<int64_t>(*refused_seq);
-    stream.frames_answered = std::min(refused, frames_sent);
-    stream.frames_refused = std::max<int64_t>(0, frames_sent - refused);
-    stream.outputs_lost = verifier.PendingBefore(*refused_seq);
-    if (refused > frames_sent) {
-      stream.violation = absl::StrCat("the server refused frames from seq ", refused,
-                                      " on, but only ", frames_sent, " were sent");
-    } else if (through_last > refused) {
+    const auto served = static_cast<int64_t>(*end);
+    stream.frames_answered = std::min(served, frames_sent);
+    stream.outputs_lost = verifier.PendingBefore(*end);
+    if (served_through.has_value() && refused_seq.has_value() && *served_through != *refused_seq) {
+      stream.violation = absl::StrCat("the stream's trailer says frames before seq ",
+                                      *served_through, " were served, but the server refused ",
+                                      "frames from seq ", *refused_seq, " on");
+    } else if (served > frames_sent) {
       stream.violation =
-          absl::StrCat("outputs through seq ", *last,
-                       " arrived for frames the server refused from seq ", refused, " on");
+          absl::StrCat("the server says (", end_source, ") it served the frames before seq ",
+                       served, ", but only ", frames_sent, " were sent");
+    } else if (through_last > served) {
+      stream.violation =
+          absl::StrCat("outputs through seq ", *last, " arrived, but the server says (", end_source,
+                       ") it served only the frames before seq ", served);
     } else if (stream.outputs_lost > 0) {
-      stream.violation = absl::StrCat(stream.outputs_lost,
-                                      " output(s) missing for frames the server accepted "
-                                      "(before seq ",
-                                      refused, "), from seq ", verifier.OldestPending(0), " on");
+      stream.violation = absl::StrCat(
+          stream.outputs_lost, " output(s) missing for frames the server served (before seq ",
+          served, "), from seq ", verifier.OldestPending(0), " on");
     }
   }
   stream.frames_unanswered = frames_sent - stream.frames_answered;

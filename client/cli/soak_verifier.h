@@ -70,11 +70,13 @@ class OutputVerifier {
 };
 
 // What one stream the server ended by draining (UNAVAILABLE "the server is shutting down") proves.
-// The server answers every frame it accepted before the drain closed the session and may refuse
-// the frames it reads after that with one Error response (UNAVAILABLE, seq = the seq the first
-// refused frame would have had); frames it never read get nothing. So the outputs received must be
-// a gap-free prefix of the frames sent, and when the server named its refusal seq, the prefix must
-// end exactly there: every output before it arrived, none at or after it.
+// The server answers every frame it accepted before the drain closed the session, ends the stream
+// with the seq its next frame would have had (the sluice-next-seq trailer, Session::
+// served_through()), and may refuse the frames it reads after the close with one Error response
+// (UNAVAILABLE, seq = the seq the first refused frame would have had); frames it never read get
+// nothing. So the outputs received must be a gap-free prefix of the frames sent, and when the
+// server named where it ended (the trailer, else the refusal seq; both must agree), the prefix
+// must end exactly there: every output before it arrived, none at or after it.
 struct DrainedStream {
   // Frames answered: those before the refusal seq when the server named one, else those through
   // the last output received (warm-up frames count once a later output proves they were run).
@@ -86,9 +88,11 @@ struct DrainedStream {
 };
 
 // Checks a drained stream of `frames_sent` frames whose outputs went through `verifier`;
-// `refused_seq` is the seq of the server's Error response refusing frames, if one came.
+// `refused_seq` is the seq of the server's Error response refusing frames, if one came, and
+// `served_through` the stream's trailer, if it had one.
 DrainedStream CheckDrainedStream(const OutputVerifier& verifier, int64_t frames_sent,
-                                 std::optional<uint64_t> refused_seq);
+                                 std::optional<uint64_t> refused_seq,
+                                 std::optional<uint64_t> served_through = std::nullopt);
 
 }  // namespace sluice::client
 

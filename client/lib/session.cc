@@ -108,4 +108,6 @@ absl::Status Session::Finish() { return call_->Finish(); }
 
 bool Session::done() const { return call_->done(); }
 
+std::optional<uint64_t> Session::served_through() const { return call_->served_through(); }
+
 }  // namespace sluice::client

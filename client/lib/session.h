@@ -35,6 +35,10 @@
 
 namespace sluice::client {
 
+// Trailing metadata the server sets on a Stream that ends with every accepted frame served: the
+// seq the next frame would have had (Session::served_through()).
+inline constexpr char kServedThroughTrailer[] = "sluice-next-seq";
+
 namespace internal {
 class StreamCall;
 }  // namespace internal
@@ -125,6 +129,13 @@ class Session {
   absl::Status Finish();
   // Whether the stream has ended (Finish() would not block).
   bool done() const;
+  // Once the stream has ended (also inside on_done): the seq the next frame would have had, when
+  // the server ended the session with every frame it accepted stepped and every output sent
+  // (trailing metadata kServedThroughTrailer: after a Close, a drain, or an error that dropped
+  // nothing). Frames with a lower seq were served; the rest were not accepted and can be sent to
+  // another server. std::nullopt before the end, or when frames may have been dropped (a cancel,
+  // a broken link).
+  std::optional<uint64_t> served_through() const;
 
  private:
   // Sends `open` as the first request and waits for the answer (Open and Resume).

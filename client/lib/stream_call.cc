@@ -3,6 +3,7 @@
 #include <chrono>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/lib/status_util.h"
 
@@ -178,6 +179,18 @@ void StreamCall::OnReadDone(bool ok) {
 
 void StreamCall::OnDone(const grpc::Status& status) {
   absl::Status final_status = FromGrpcStatus(status);
+  {
+    // Before on_done, which may ask for it.
+    const auto& trailers = context_.GetServerTrailingMetadata();
+    const auto found = trailers.find(kServedThroughTrailer);
+    uint64_t next_seq = 0;
+    absl::MutexLock lock(&mu_);
+    if (found != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()),
+                         &next_seq)) {
+      served_through_ = next_seq;
+    }
+  }
   if (options_.on_done) options_.on_done(final_status);
   std::shared_ptr<StreamCall> self;
   {
@@ -193,6 +206,11 @@ void StreamCall::OnDone(const grpc::Status& status) {
     self = std::move(self_);
   }
   // `self` may be the last reference: nothing may touch members after this scope ends.
+}
+
+std::optional<uint64_t> StreamCall::served_through() const {
+  absl::MutexLock lock(&mu_);
+  return served_through_;
 }
 
 absl::StatusOr<v1::Opened> StreamCall::AwaitOpened(absl::Duration timeout) {

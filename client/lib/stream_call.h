@@ -49,6 +49,8 @@ class StreamCall : public grpc::ClientBidiReactor<v1::StreamRequest, v1::StreamR
   // Blocks until OnDone has run (user on_done included); returns the final status.
   absl::Status Finish() ABSL_LOCKS_EXCLUDED(mu_);
   bool done() const ABSL_LOCKS_EXCLUDED(mu_);
+  // \see Session::served_through().
+  std::optional<uint64_t> served_through() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // grpc::ClientBidiReactor reactions.
   void OnReadDone(bool ok) override;
@@ -95,6 +97,7 @@ class StreamCall : public grpc::ClientBidiReactor<v1::StreamRequest, v1::StreamR
 
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  std::optional<uint64_t> served_through_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::client::internal

@@ -20,7 +20,8 @@ namespace {
 class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>,
                             public StreamSink {
  public:
-  explicit StreamReactor(const ServiceContext& context) : context_(context) {
+  StreamReactor(const ServiceContext& context, grpc::CallbackServerContext* call)
+      : context_(context), call_(call) {
     grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::StartRead(&request_);
   }
 
@@ -118,6 +119,9 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
   void StartWrite(const v1::StreamResponse* response) override {
     grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>::StartWrite(response);
+  }
+  void SetServedThrough(uint64_t next_seq) override {
+    call_->AddTrailingMetadata(std::string(kServedThroughTrailer), absl::StrCat(next_seq));
   }
   void Finish(const absl::Status& status) override {
     if (!status.ok()) CountError(status);
@@ -254,6 +258,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<v1::StreamRequest, v1
   }
 
   const ServiceContext context_;
+  grpc::CallbackServerContext* const call_;
   v1::StreamRequest request_;
   ServedModel* served_ = nullptr;
   absl::Mutex mu_;
@@ -276,7 +281,7 @@ grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* StreamingService
   if (absl::Status auth = Authorize(context_.auth, *context); !auth.ok()) {
     return new RefusingBidiReactor<v1::StreamRequest, v1::StreamResponse>(ToGrpcStatus(auth));
   }
-  return new StreamReactor(context_);
+  return new StreamReactor(context_, context);
 }
 
 grpc::ServerUnaryReactor* StreamingService::ListModels(grpc::CallbackServerContext* context,

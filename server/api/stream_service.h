@@ -12,6 +12,11 @@
 
 namespace sluice::server {
 
+// Trailing metadata of a Stream that ends with every frame its session accepted stepped and every
+// output written (a Close, a drain, an error that dropped nothing): the seq the next frame would
+// have had. Frames with a lower seq were served; later ones were not accepted.
+inline constexpr char kServedThroughTrailer[] = "sluice-next-seq";
+
 class Metrics;
 class TokenAuthenticator;
 

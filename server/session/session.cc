@@ -128,6 +128,7 @@ void Session::EnqueueClose(const absl::Status& status, bool drop_pending) {
       for (SessionEntry& entry : queue_) {
         if (entry.kind == SessionEntry::Kind::kOpen) kept.push_back(std::move(entry));
       }
+      entries_dropped_ = entries_dropped_ || kept.size() < queue_.size();
       queue_ = std::move(kept);
       queued_frames_ = 0;
     }
@@ -464,6 +465,7 @@ void Session::Pump() {
     enum class Action { kRead, kWrite, kFinish, kDetach } action;
     StreamSink* const sink = sink_;
     absl::Status status;
+    std::optional<uint64_t> served_through;
     if (finished_ || sink == nullptr || sink_finishing_) {
       break;
     } else if (disconnecting_) {
@@ -483,6 +485,7 @@ void Session::Pump() {
     } else if (final_status_.has_value() && !writing_ && outbox_.empty()) {
       finished_ = true;
       status = *final_status_;
+      if (!entries_dropped_ && !write_failed_) served_through = next_seq_;
       action = Action::kFinish;
     } else {
       break;
@@ -501,6 +504,7 @@ void Session::Pump() {
       case Action::kFinish:
         // Give the session's place back before the client can see the stream end.
         ReleaseIfEnded();
+        if (served_through.has_value()) sink->SetServedThrough(*served_through);
         sink->Finish(status);
         break;
     }

@@ -33,6 +33,11 @@ class StreamSink {
   virtual void StartRead() = 0;
   // `response` stays valid until the session's OnWriteDone.
   virtual void StartWrite(const v1::StreamResponse* response) = 0;
+  // Called just before Finish when the session ends with every frame it accepted stepped and
+  // every output written: `next_seq` is the seq its next frame would have had. A transport that
+  // can, tells the client (the gRPC stream: trailing metadata), so that after a drain the client
+  // knows exactly which frames were served and which to send elsewhere.
+  virtual void SetServedThrough(uint64_t /*next_seq*/) {}
   virtual void Finish(const absl::Status& status) = 0;
 };
 
@@ -187,6 +192,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
+  // A close dropped queued frames or resets (drop_pending): the end is not "served through".
+  bool entries_dropped_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<absl::Status> final_status_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool pumping_ ABSL_GUARDED_BY(mu_) = false;

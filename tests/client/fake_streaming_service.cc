@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/lib/session.h"
 
 namespace sluice::testing {
 namespace {
@@ -104,7 +105,11 @@ grpc::Status FakeStreamingService::Stream(
   uint64_t seq = 0;
   uint64_t warm_until = kFakeWarmup;
   while (stream->Read(&request)) {
-    if (request.has_close()) return grpc::Status::OK;
+    if (request.has_close()) {
+      // As the real server: every frame was answered, so the stream names the next seq.
+      context->AddTrailingMetadata(client::kServedThroughTrailer, absl::StrCat(seq));
+      return grpc::Status::OK;
+    }
     if (request.has_reset()) {
       warm_until = seq + kFakeWarmup;
       v1::StreamResponse done;

@@ -218,6 +218,19 @@ TEST_F(SessionTest, StreamStatusIsMappedOneToOne) {
               StatusIs(absl::StatusCode::kDataLoss, "told to die"));
   EXPECT_THAT(session->Finish(), StatusIs(absl::StatusCode::kDataLoss));
   EXPECT_THAT(session->SendFrames(frame.data(), 1), StatusIs(absl::StatusCode::kDataLoss));
+  EXPECT_EQ(session->served_through(), std::nullopt) << "the stream ended without the trailer";
+}
+
+TEST_F(SessionTest, ServedThroughIsTheTrailersNextSeqOnceTheStreamEnded) {
+  auto session = client_->NewSession();
+  ASSERT_OK(session->Open("double"));
+  const std::vector<float> frames = Frames(0, 5);
+  ASSERT_OK(session->SendFrames(frames.data(), 5));
+  EXPECT_EQ(session->served_through(), std::nullopt) << "before the end";
+  ASSERT_OK(session->Close());
+  ReadAll(*session);
+  EXPECT_OK(session->Finish());
+  EXPECT_EQ(session->served_through(), std::optional<uint64_t>(5));
 }
 
 TEST_F(SessionTest, NextTimesOutWhenNothingArrives) {

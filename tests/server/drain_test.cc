@@ -28,6 +28,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "runtime/cpu/cpu_backend.h"
+#include "server/api/stream_service.h"
 #include "tests/runtime/model_testing.h"
 #include "tests/server/server_fixture.h"
 
@@ -229,6 +230,9 @@ struct ClientSession {
   std::vector<std::vector<float>> outputs;
   std::vector<std::string> other_responses;
   grpc::Status status;
+  int64_t warmup_frames = 0;
+  // The stream's sluice-next-seq trailer (server::kServedThroughTrailer), when it had one.
+  std::optional<uint64_t> served_through;
   std::thread writer;
   std::thread reader;
 
@@ -239,6 +243,7 @@ struct ClientSession {
     if (!stream->Read(&response) || !response.has_opened()) {
       return ::testing::AssertionFailure() << "no Opened: " << response.DebugString();
     }
+    warmup_frames = response.opened().warmup_frames();
     return ::testing::AssertionSuccess();
   }
 
@@ -278,8 +283,25 @@ struct ClientSession {
     // A writer blocked by flow control returns once the stream is finished.
     writer.join();
     status = stream->stream->Finish();
+    const auto& trailers = stream->context.GetServerTrailingMetadata();
+    const auto found = trailers.find(server::kServedThroughTrailer);
+    uint64_t next_seq = 0;
+    if (found != trailers.end() &&
+        absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()),
+                         &next_seq)) {
+      served_through = next_seq;
+    }
   }
 };
+
+// A drained stream's trailer names exactly the frames it served: every output before it arrived
+// (one per frame past the warm-up), none after.
+void ExpectServedThroughMatchesOutputs(const ClientSession& s, const std::string& name) {
+  ASSERT_TRUE(s.served_through.has_value()) << name << ": no sluice-next-seq trailer";
+  const int64_t served = static_cast<int64_t>(*s.served_through);
+  EXPECT_EQ(static_cast<int64_t>(s.seqs.size()), std::max<int64_t>(0, served - s.warmup_frames))
+      << name << ": the trailer says frames before seq " << served << " were served";
+}
 
 // Outputs are exactly seqs 0..n-1 (no gap, no repeat), n a whole number of messages, each equal
 // to the reference. Returns n.
@@ -477,6 +499,7 @@ TEST_F(DrainTest, SigtermDrainsAcceptedFramesRefusesNewSessionsAndExitsZero) {
     EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAVAILABLE)
         << name << ": " << s.status.error_message();
     lstm2_outputs += CheckContiguousOutputs(s, references[i], name);
+    ExpectServedThroughMatchesOutputs(s, name);
   }
   std::cerr << "lstm2 sessions got " << lstm2_outputs << " of " << kSessions * kFrames
             << " outputs before the drain ended them\n";
@@ -517,6 +540,7 @@ TEST_F(DrainTest, SigtermDrainsAcceptedFramesRefusesNewSessionsAndExitsZero) {
                                    : holder_period_reference[kPeriod + (t - kPeriod) % kPeriod]);
   }
   const int64_t holder_outputs = CheckContiguousOutputs(holder, holder_reference, "holder");
+  ExpectServedThroughMatchesOutputs(holder, "holder");
   EXPECT_GE(holder_outputs, 256) << "the holder's outbox alone held 256 outputs";
   EXPECT_EQ(holder_outputs, holder_accepted)
       << "the server accepted " << holder_accepted << " holder frames but delivered "

@@ -2,14 +2,18 @@
 // stream the server drained must keep.
 #include "client/cli/soak_verifier.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace sluice::client {
 namespace {
+
+using ::testing::HasSubstr;
 
 std::vector<float> Frame(float v) { return {v, -v, 2 * v}; }
 
@@ -171,6 +175,34 @@ TEST(CheckDrainedStreamTest, AnAcceptedFrameWithoutItsOutputIsAViolation) {
 TEST(CheckDrainedStreamTest, AnOutputForARefusedFrameIsAViolation) {
   const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3, 4}), 10, 3);
   EXPECT_NE(drained.violation, "");
+}
+
+TEST(CheckDrainedStreamTest, TheTrailerEndsThePrefixExactly) {
+  const DrainedStream drained =
+      CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3}), 10, std::nullopt, 4);
+  EXPECT_EQ(drained.violation, "");
+  EXPECT_EQ(drained.frames_answered, 4);
+  EXPECT_EQ(drained.frames_unanswered, 6);
+  EXPECT_EQ(drained.frames_refused, 0);
+}
+
+TEST(CheckDrainedStreamTest, TheTrailerCatchesLostOutputsAtTheEndOfThePrefix) {
+  // Without the trailer, outputs 0..2 would pass as a prefix; the server served frames 0..4.
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2}), 10, std::nullopt, 5);
+  EXPECT_NE(drained.violation, "");
+  EXPECT_EQ(drained.outputs_lost, 2);
+}
+
+TEST(CheckDrainedStreamTest, AnOutputAfterTheTrailersSeqIsAViolation) {
+  const DrainedStream drained =
+      CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3, 4}), 10, std::nullopt, 4);
+  EXPECT_THAT(drained.violation, HasSubstr("its trailer"));
+}
+
+TEST(CheckDrainedStreamTest, TheTrailerAndTheRefusalMustAgree) {
+  const DrainedStream drained = CheckDrainedStream(Streamed(0, 10, {0, 1, 2, 3, 4}), 10, 6, 5);
+  EXPECT_THAT(drained.violation, HasSubstr("refused frames from seq 6"));
+  EXPECT_EQ(drained.frames_refused, 4);
 }
 
 TEST(CheckDrainedStreamTest, ARefusalPastTheFramesSentIsAViolation) {
