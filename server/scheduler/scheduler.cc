@@ -152,6 +152,13 @@ void Scheduler::AddLiveSlots(int64_t delta) {
   live_slots_ += delta;
 }
 
+void Scheduler::FreeSessionSlot(Session& session) {
+  backend_->FreeSlot(session.slot()).IgnoreError();
+  shadows_.erase(session.slot());
+  session.set_slot(-1);
+  AddLiveSlots(-1);
+}
+
 void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
   switch (entry.kind) {
     case SessionEntry::Kind::kOpen: {
@@ -186,12 +193,7 @@ void Scheduler::ProcessControl(Session& session, SessionEntry& entry) {
       return;
     }
     case SessionEntry::Kind::kClose: {
-      if (session.slot() >= 0) {
-        backend_->FreeSlot(session.slot()).IgnoreError();
-        shadows_.erase(session.slot());
-        session.set_slot(-1);
-        AddLiveSlots(-1);
-      }
+      if (session.slot() >= 0) FreeSessionSlot(session);
       session.CloseProcessed(entry.close_status);
       return;
     }
@@ -233,10 +235,7 @@ int64_t Scheduler::RunTurn() {
     spdlog::error("model {}: step of {} frames failed: {}", options_.model, items_.size(),
                   status.ToString());
     for (Session* session : item_sessions_) {
-      backend_->FreeSlot(session->slot()).IgnoreError();
-      shadows_.erase(session->slot());
-      session->set_slot(-1);
-      AddLiveSlots(-1);
+      FreeSessionSlot(*session);
       session->CloseProcessed(
           absl::InternalError(absl::StrCat("the backend failed a step: ", status.message())));
     }

@@ -91,6 +91,8 @@ class Scheduler {
   int64_t RunTurn();
   void ProcessControl(Session& session, SessionEntry& entry);
   void AddLiveSlots(int64_t delta) ABSL_LOCKS_EXCLUDED(mu_);
+  // Frees the session's state slot on the backend (and its shadow), and counts it as gone.
+  void FreeSessionSlot(Session& session) ABSL_LOCKS_EXCLUDED(mu_);
   // Steps items_ on backend_; on a primary-backend failure, falls back to the CPU and retries.
   absl::Status StepWithFallback();
   // Moves every session's state to a new CPU backend (snapshot + replay) and makes it primary.
