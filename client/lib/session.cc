@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/lib/frame_layout.h"
 #include "client/lib/stream_call.h"
@@ -109,5 +110,16 @@ absl::Status Session::Finish() { return call_->Finish(); }
 bool Session::done() const { return call_->done(); }
 
 std::optional<uint64_t> Session::served_through() const { return call_->served_through(); }
+
+std::optional<uint64_t> ServedThroughFromTrailers(const grpc::ClientContext& context) {
+  const auto& trailers = context.GetServerTrailingMetadata();
+  const auto found = trailers.find(kServedThroughTrailer);
+  uint64_t next_seq = 0;
+  if (found == trailers.end() ||
+      !absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()), &next_seq)) {
+    return std::nullopt;
+  }
+  return next_seq;
+}
 
 }  // namespace sluice::client

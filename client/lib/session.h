@@ -39,6 +39,10 @@ namespace sluice::client {
 // seq the next frame would have had (Session::served_through()).
 inline constexpr char kServedThroughTrailer[] = "sluice-next-seq";
 
+// The kServedThroughTrailer value in a finished call's trailing metadata; std::nullopt when the
+// server sent none (or not a number).
+std::optional<uint64_t> ServedThroughFromTrailers(const grpc::ClientContext& context);
+
 namespace internal {
 class StreamCall;
 }  // namespace internal

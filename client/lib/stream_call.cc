@@ -3,7 +3,6 @@
 #include <chrono>
 #include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/lib/status_util.h"
 
@@ -181,15 +180,9 @@ void StreamCall::OnDone(const grpc::Status& status) {
   absl::Status final_status = FromGrpcStatus(status);
   {
     // Before on_done, which may ask for it.
-    const auto& trailers = context_.GetServerTrailingMetadata();
-    const auto found = trailers.find(kServedThroughTrailer);
-    uint64_t next_seq = 0;
+    std::optional<uint64_t> served_through = ServedThroughFromTrailers(context_);
     absl::MutexLock lock(&mu_);
-    if (found != trailers.end() &&
-        absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()),
-                         &next_seq)) {
-      served_through_ = next_seq;
-    }
+    served_through_ = served_through;
   }
   if (options_.on_done) options_.on_done(final_status);
   std::shared_ptr<StreamCall> self;

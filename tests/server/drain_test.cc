@@ -27,8 +27,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/lib/session.h"
 #include "runtime/cpu/cpu_backend.h"
-#include "server/api/stream_service.h"
 #include "tests/runtime/model_testing.h"
 #include "tests/server/server_fixture.h"
 
@@ -231,7 +231,7 @@ struct ClientSession {
   std::vector<std::string> other_responses;
   grpc::Status status;
   int64_t warmup_frames = 0;
-  // The stream's sluice-next-seq trailer (server::kServedThroughTrailer), when it had one.
+  // The stream's sluice-next-seq trailer, when it had one.
   std::optional<uint64_t> served_through;
   std::thread writer;
   std::thread reader;
@@ -283,14 +283,8 @@ struct ClientSession {
     // A writer blocked by flow control returns once the stream is finished.
     writer.join();
     status = stream->stream->Finish();
-    const auto& trailers = stream->context.GetServerTrailingMetadata();
-    const auto found = trailers.find(server::kServedThroughTrailer);
-    uint64_t next_seq = 0;
-    if (found != trailers.end() &&
-        absl::SimpleAtoi(absl::string_view(found->second.data(), found->second.size()),
-                         &next_seq)) {
-      served_through = next_seq;
-    }
+    // The client library's reading of the trailer, against the real server.
+    served_through = client::ServedThroughFromTrailers(stream->context);
   }
 };
 
